@@ -1,0 +1,151 @@
+// hmoe-eval: run a DeepSeek GGUF over a token sequence and write the logits of every position.
+// Other tools script against these flags: keep them stable.
+
+#include <hmoe/hmoe.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <numeric>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr const char* usage = R"(hmoe-eval: logits of a DeepSeek (deepseek2) GGUF model over a token sequence.
+
+usage: hmoe-eval --model M.gguf --tokens ID,ID,... [options]
+
+  --model FILE        GGUF file (deepseek2 architecture); for split files give the -00001-of-0000N part
+  --tokens LIST       comma-separated token ids, e.g. 0,17,5 (usually starting with BOS)
+  --logits-out FILE   write float32 logits, row-major (tokens x vocab), little-endian
+  --decode            feed the tokens one at a time through the KV cache (default: one batched prefill)
+  --reference         force the f32 reference path (all CPU, weights dequantized on access); today this is
+                      also the only path, so the flag changes nothing yet but keeps scripts stable
+  --threads N         worker threads (default: all hardware threads)
+  --ctx N             KV cache size in tokens (default: the number of tokens)
+  --perplexity FILE   perplexity of a text file (needs the tokenizer, not built yet)
+  -h, --help          this text
+
+Prints the model's shape, the time taken and the top-5 tokens of the last position.
+)";
+
+[[noreturn]] void fail(const std::string& msg) {
+  std::cerr << "hmoe-eval: " << msg << "\n(run hmoe-eval --help for usage)\n";
+  std::exit(2);
+}
+
+std::vector<std::int32_t> parse_tokens(const std::string& s) {
+  std::vector<std::int32_t> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    std::size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (...) {
+      fail("--tokens: '" + item + "' is not a token id");
+    }
+    if (used != item.size() || v < 0 || v > INT32_MAX) fail("--tokens: '" + item + "' is not a token id");
+    out.push_back(static_cast<std::int32_t>(v));
+  }
+  if (out.empty()) fail("--tokens is empty");
+  return out;
+}
+
+long long parse_count(const std::string& flag, const std::string& s) {
+  try {
+    std::size_t used = 0;
+    const long long v = std::stoll(s, &used);
+    if (used == s.size() && v > 0) return v;
+  } catch (...) {
+  }
+  fail(flag + " needs a positive whole number, got '" + s + "'");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model_path, logits_out, perplexity;
+  std::vector<std::int32_t> tokens;
+  bool decode = false;
+  unsigned threads = 0;
+  long long ctx = 0;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) fail(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "-h" || a == "--help") {
+      std::cout << usage;
+      return 0;
+    } else if (a == "--model" || a == "-m") model_path = value();
+    else if (a == "--tokens") tokens = parse_tokens(value());
+    else if (a == "--logits-out") logits_out = value();
+    else if (a == "--decode") decode = true;
+    else if (a == "--reference") {}
+    else if (a == "--threads" || a == "-t") threads = static_cast<unsigned>(parse_count(a, value()));
+    else if (a == "--ctx") ctx = parse_count(a, value());
+    else if (a == "--perplexity") perplexity = value();
+    else fail("unknown option '" + a + "'");
+  }
+  if (!perplexity.empty()) fail("--perplexity needs the tokenizer, which hmoe does not have yet");
+  if (model_path.empty()) fail("--model is required");
+  if (tokens.empty()) fail("--tokens is required");
+
+  try {
+    using Model = hmoe::ReferenceModel<>;
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto model = Model::load(hmoe::gguf::File::open(model_path));
+    const auto& h = model.hparams();
+    std::cerr << "model: " << model_path << ": " << h.layers << " layers (" << h.dense_layers << " dense), hidden "
+              << h.hidden << ", " << h.heads << " heads, kv_lora " << h.kv_lora_rank << ", q_lora " << h.q_lora_rank
+              << ", experts " << h.experts << " (top-" << h.experts_used << ", " << h.shared_experts << " shared, "
+              << (h.gating == hmoe::Gating::Sigmoid ? "sigmoid" : "softmax") << "), vocab " << h.vocab << ", "
+              << (h.layout == hmoe::AttentionLayout::SplitKvB ? "attn_k_b/attn_v_b" : "legacy attn_kv_b") << "\n";
+    hmoe::cpu::ThreadPool pool(threads);
+    auto cache = model.make_cache(ctx > 0 ? ctx : static_cast<long long>(tokens.size()));
+    const auto t1 = std::chrono::steady_clock::now();
+
+    std::vector<float> logits;
+    if (decode) {
+      logits.reserve(tokens.size() * static_cast<std::size_t>(h.vocab));
+      for (const auto tok : tokens) {
+        const auto step = model.forward(pool, std::span(&tok, 1), cache);
+        logits.insert(logits.end(), step.begin(), step.end());
+      }
+    } else {
+      logits = model.forward(pool, tokens, cache);
+    }
+    const auto t2 = std::chrono::steady_clock::now();
+    const double load_s = std::chrono::duration<double>(t1 - t0).count();
+    const double run_s = std::chrono::duration<double>(t2 - t1).count();
+    std::cerr << "load " << load_s << " s; " << tokens.size() << " tokens " << (decode ? "decoded" : "prefilled")
+              << " in " << run_s << " s (" << static_cast<double>(tokens.size()) / run_s << " tok/s, " << pool.size()
+              << " threads, reference path)\n";
+
+    if (!logits_out.empty()) {
+      std::ofstream out(logits_out, std::ios::binary);
+      out.write(reinterpret_cast<const char*>(logits.data()), static_cast<std::streamsize>(logits.size() * sizeof(float)));
+      if (!out) fail("cannot write " + logits_out);
+    }
+    const float* last = logits.data() + (tokens.size() - 1) * static_cast<std::size_t>(h.vocab);
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(h.vocab));
+    std::iota(ids.begin(), ids.end(), 0);
+    std::partial_sort(ids.begin(), ids.begin() + std::min<std::int64_t>(5, h.vocab), ids.end(),
+                      [&](auto a, auto b) { return last[a] > last[b]; });
+    std::cout << "top-5 at position " << tokens.size() - 1 << ":";
+    for (int i = 0; i < std::min<std::int64_t>(5, h.vocab); ++i) std::cout << " " << ids[i] << " (" << last[ids[i]] << ")";
+    std::cout << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << "hmoe-eval: " << e.what() << "\n";
+    return 1;
+  }
+}
