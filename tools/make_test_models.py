@@ -56,7 +56,10 @@ _YARN = dict(rope_type="yarn", rope_theta=10000.0, factor=40.0, original_max_pos
              beta_fast=32.0, beta_slow=1.0)
 
 # Dimensions: hidden 256 and moe_intermediate 256 keep rows K-quantizable (multiples of 256), so Q4_K_M really
-# uses Q4_K/Q6_K. Expert count and depth are cut to keep tests/data/models/ near 20 MB.
+# uses Q4_K/Q6_K. One expert costs ~1 MB over all files of a model, so depth (1 dense + 1 MoE layer), expert
+# count, vocabulary and attention ranks are cut to keep tests/data/models/ near 20 MB. V3 keeps real
+# group-limited routing (3 groups of 2, 2 kept, then top-2 of the 4 candidates); the dense ffn (320) differs
+# from the expert ffn (256) so that mixing them up cannot go unnoticed.
 MODELS = {
     "dsv3-tiny": dict(
         arch="DeepseekV3ForCausalLM",

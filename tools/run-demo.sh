@@ -6,7 +6,7 @@ bash tools/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DHMOE_BUILD_TESTS=OFF >/dev/null
 cmake --build build --target hmoe-eval
 model=tests/data/models/dsv3-tiny/Q4_K_M.gguf
-tokens=$(python3 -c 'import json;print(",".join(map(str,json.load(open("tests/data/models/dsv3-tiny/meta.json"))["tokens"])))' 2>/dev/null \
-         || echo 0,17,42,99,123,7,300,5)
-echo "+ build/examples/eval/hmoe-eval --model $model --tokens $tokens --logits-out build/logits.f32"
+tokens=0,254,164,42,39,206,257,215,114,219,227,78,125,143,187,267   # the first tokens of its test sequence
+set -x
 build/examples/eval/hmoe-eval --model "$model" --tokens "$tokens" --logits-out build/logits.f32
+build/examples/eval/hmoe-eval --model "$model" --tokens "$tokens" --decode
