@@ -2,8 +2,10 @@
 // Other tools script against these flags: keep them stable.
 
 #include <hmoe/hmoe.hpp>
+#include <hmoe/tokenizer/tokenizer.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -28,8 +30,10 @@ usage: hmoe-eval --model M.gguf --tokens ID,ID,... [options]
   --reference         force the f32 reference path (all CPU, weights dequantized on access); today this is
                       also the only path, so the flag changes nothing yet but keeps scripts stable
   --threads N         worker threads (default: all hardware threads)
-  --ctx N             KV cache size in tokens (default: the number of tokens)
-  --perplexity FILE   perplexity of a text file (needs the tokenizer, not built yet)
+  --ctx N             KV cache size in tokens (default: the number of tokens; 512 for --perplexity)
+  --perplexity FILE   perplexity of a text file, computed as llama.cpp's llama-perplexity does: the text is
+                      tokenized (with BOS), cut into chunks of --ctx tokens (default 512) each starting with
+                      BOS, and only the second half of each chunk is scored
   -h, --help          this text
 
 Prints the model's shape, the time taken and the top-5 tokens of the last position.
@@ -38,6 +42,43 @@ Prints the model's shape, the time taken and the top-5 tokens of the last positi
 [[noreturn]] void fail(const std::string& msg) {
   std::cerr << "hmoe-eval: " << msg << "\n(run hmoe-eval --help for usage)\n";
   std::exit(2);
+}
+
+/// Perplexity of `text` in llama-perplexity's way, so the two tools' numbers can be compared directly.
+int perplexity(const hmoe::ReferenceModel<>& model, const hmoe::tokenizer::Tokenizer& tok, const std::string& text,
+               std::int64_t ctx, hmoe::cpu::ThreadPool& pool) {
+  std::vector<std::int32_t> tokens;
+  if (tok.add_bos()) tokens.push_back(tok.bos());
+  const auto body = tok.encode(text, /*parse_special=*/false);
+  tokens.insert(tokens.end(), body.begin(), body.end());
+  const auto chunks = static_cast<std::int64_t>(tokens.size()) / ctx;
+  if (chunks < 1 || ctx < 2) fail("--perplexity: the text has " + std::to_string(tokens.size()) +
+                                  " tokens, fewer than one --ctx chunk of " + std::to_string(ctx));
+  const std::int64_t first = ctx / 2, vocab = model.hparams().vocab;
+  double nll = 0;
+  std::int64_t count = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    std::vector<std::int32_t> chunk(tokens.begin() + c * ctx, tokens.begin() + (c + 1) * ctx);
+    if (tok.add_bos()) chunk[0] = tok.bos();
+    auto cache = model.make_cache(ctx);
+    const auto logits = model.forward(pool, chunk, cache);
+    for (std::int64_t i = first; i + 1 < ctx; ++i) {
+      const float* row = logits.data() + i * vocab;
+      const float mx = *std::max_element(row, row + vocab);
+      double sum = 0;
+      for (std::int64_t v = 0; v < vocab; ++v) sum += std::exp(static_cast<double>(row[v] - mx));
+      nll += std::log(sum) + mx - row[tokens[static_cast<std::size_t>(c * ctx + i + 1)]];
+      ++count;
+    }
+    std::fprintf(stderr, "[%lld/%lld] ppl %.4f\n", static_cast<long long>(c + 1), static_cast<long long>(chunks),
+                 std::exp(nll / static_cast<double>(count)));
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("perplexity %.4f over %lld scored tokens (%lld chunks of %lld; %.1f tok/s)\n",
+              std::exp(nll / static_cast<double>(count)), static_cast<long long>(count), static_cast<long long>(chunks),
+              static_cast<long long>(ctx), static_cast<double>(chunks * ctx) / secs);
+  return 0;
 }
 
 std::vector<std::int32_t> parse_tokens(const std::string& s) {
@@ -96,9 +137,8 @@ int main(int argc, char** argv) {
     else if (a == "--perplexity") perplexity = value();
     else fail("unknown option '" + a + "'");
   }
-  if (!perplexity.empty()) fail("--perplexity needs the tokenizer, which hmoe does not have yet");
   if (model_path.empty()) fail("--model is required");
-  if (tokens.empty()) fail("--tokens is required");
+  if (tokens.empty() == perplexity.empty()) fail("give exactly one of --tokens and --perplexity");
 
   try {
     using Model = hmoe::ReferenceModel<>;
@@ -111,6 +151,12 @@ int main(int argc, char** argv) {
               << (h.gating == hmoe::Gating::Sigmoid ? "sigmoid" : "softmax") << "), vocab " << h.vocab << ", "
               << (h.layout == hmoe::AttentionLayout::SplitKvB ? "attn_k_b/attn_v_b" : "legacy attn_kv_b") << "\n";
     hmoe::cpu::ThreadPool pool(threads);
+    if (!perplexity.empty()) {
+      std::ifstream in(perplexity, std::ios::binary);
+      if (!in) fail("cannot read " + perplexity);
+      const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      return ::perplexity(model, hmoe::tokenizer::Tokenizer::from_gguf(model.file()), text, ctx > 0 ? ctx : 512, pool);
+    }
     auto cache = model.make_cache(ctx > 0 ? ctx : static_cast<long long>(tokens.size()));
     const auto t1 = std::chrono::steady_clock::now();
 

@@ -22,6 +22,10 @@
 
 namespace hmoe {
 
+/// Which positions' logits a forward call returns: every position (evaluation) or only the last (generation,
+/// where a long prompt's full logits would be tokens × vocab floats for nothing).
+enum class Logits { All, Last };
+
 template <model_dims D, class DenseBlock, class MoeBlock>
 class CausalLM {
  public:
@@ -38,9 +42,12 @@ class CausalLM {
     return KvCache(h_.layers, context, h_.kv_lora_rank, h_.qk_rope);
   }
 
-  /// Runs `tokens` at the next positions of `cache` and returns their logits, (tokens × vocab) row-major.
-  std::vector<float> forward(cpu::ThreadPool& pool, std::span<const std::int32_t> tokens, KvCache& cache) const {
+  /// Runs `tokens` at the next positions of `cache` and returns their logits, (tokens × vocab) row-major, or
+  /// only the last position's (vocab) with Logits::Last.
+  std::vector<float> forward(cpu::ThreadPool& pool, std::span<const std::int32_t> tokens, KvCache& cache,
+                             Logits which = Logits::All) const {
     const auto n = static_cast<std::int64_t>(tokens.size()), hidden = h_.hidden;
+    if (n == 0) throw std::invalid_argument("forward needs at least one token");
     cache.reserve(n);
     std::vector<float> x(static_cast<std::size_t>(n * hidden));
     for (std::int64_t t = 0; t < n; ++t) {
@@ -54,10 +61,12 @@ class CausalLM {
     for (const auto& l : moe_) l.forward(pool, x.data(), n, cache);
     cache.commit(n);
 
-    for (std::int64_t t = 0; t < n; ++t)
-      rms_norm(x.data() + t * hidden, output_norm_.data(), x.data() + t * hidden, hidden, h_.rms_eps);
-    std::vector<float> logits(static_cast<std::size_t>(n * h_.vocab));
-    cpu::reference_matmul(pool, output_, x.data(), hidden, n, logits.data(), h_.vocab);
+    const std::int64_t first = which == Logits::Last ? n - 1 : 0, rows = n - first;
+    float* xs = x.data() + first * hidden;
+    for (std::int64_t t = 0; t < rows; ++t)
+      rms_norm(xs + t * hidden, output_norm_.data(), xs + t * hidden, hidden, h_.rms_eps);
+    std::vector<float> logits(static_cast<std::size_t>(rows * h_.vocab));
+    cpu::reference_matmul(pool, output_, xs, hidden, rows, logits.data(), h_.vocab);
     return logits;
   }
 

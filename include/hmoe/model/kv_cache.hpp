@@ -41,6 +41,11 @@ class KvCache {
   }
   void commit(std::int64_t tokens) { size_ += tokens; }
   void clear() { size_ = 0; }
+  /// Forgets every position from `n` on (a conversation that diverged from what the cache holds).
+  void truncate(std::int64_t n) {
+    if (n < 0 || n > size_) throw std::out_of_range("KV cache truncate to " + std::to_string(n) + " of " + std::to_string(size_));
+    size_ = n;
+  }
 
  private:
   std::int64_t capacity_, kv_lora_, rope_, size_ = 0;
