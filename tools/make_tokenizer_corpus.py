@@ -16,7 +16,7 @@
                           ("v3" only when the DeepSeek-V3 tokenizer is available)
   features/tokenizer.json, features/cases.jsonl   a variant of the tiny tokenizer using the other
                           tokenizer.json features (Split behaviours, Digits, ByteLevel regex and prefix space,
-                          lstrip / rstrip / single_word added tokens, "a b" merges) and HF's ids for test strings
+                          lstrip / rstrip / single_word added tokens, "a b" merges, ignore_merges) and HF's ids for test strings
   cli_input.jsonl / cli_expected.jsonl   a few lines with \\u escapes (surrogate pairs included) for the
                           hmoe-tokenize test, and their tiny-tokenizer ids
 
@@ -93,7 +93,9 @@ OTHER_SCRIPTS = ["Привет мир", "Ελληνικά γράμματα", "م
                  "𝐇𝐞𝐥𝐥𝐨 𝕎𝕠𝕣𝕝𝕕", "ℌℑℜ", "Ⅻ ⅷ ↂ", "தமிழ்", "ਪੰਜਾਬੀ", "ᏣᎳᎩ", "ⰀⰁⰂ", "𐐀𐐨𐑉", "𞤀𞤢𞤣"]
 EMOJI = ["😀", "😂", "🥲", "🤖", "🦙", "🐋", "🚀", "❤️", "✨", "🔥", "👍", "👍🏻", "👍🏽", "👍🏿", "👋🏼",
          "👨‍👩‍👧‍👦", "👩‍💻", "🧑🏾‍🚀", "🏳️‍🌈", "🏴‍☠️", "❤️‍🔥", "🇯🇵", "🇺🇸", "🇩🇪", "#️⃣", "1️⃣", "©️", "™",
-         "☺", "☺️", "🫠", "🫶🏽", "🧔‍♀️", "👁️‍🗨️", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "🤌", "🫡", "⌚", "♻️"]
+         "☺", "☺️", "🫠", "🫶🏽", "🧔‍♀️", "👁️‍🗨️", "🏴󠁧󠁢󠁳󠁣󠁴󠁿", "🤌", "🫡", "⌚", "♻️",
+         # Unicode 15 / 16 (newer than PCRE2 10.42's tables: see include/hmoe/tokenizer/unicode_delta.hpp)
+         "🪿", "🩷", "🫎", "🫨", "🫩", "🫆", "🐦‍🔥", "🍋‍🟩"]
 COMBINING = ["e\u0301", "a\u0300\u0316", "n\u0303", "o\u0308\u0304", "Z\u0351\u0352\u0357\u035b\u0324\u0329",
              "\u0301start", "क्षि", "ก่า", "\u1100\u1161\u11a8", "اَلْعَرَبِيَّة", "Å", "A\u030a", "ḍ̣", "q\u0307\u0323",
              "\u20dd", "1\u20e3", "e\u0301\u0301\u0301\u0301"]
@@ -102,7 +104,10 @@ ODD = ["\x00", "\x01\x02\x03", "\x1b[31mred\x1b[0m", "\x7f", "\x85", "\x80\x9f",
        "\uf8ff", "\U000f0000", "\U0010fffd", "\U0010ffff", "\U0001d400", "\U00020000", "\U0002a6d6", "\U000e0001",
        "\U000e0041", "\ufe0f", "\ufe0e", "\u0378", "\u2028", "\u2029", "\u180e", "\u3000", "\u00a0", "\u1680",
        "\u2007", "\u202f", "\u205f", "\u000b", "\u000c", "\x1c\x1d\x1e\x1f", "\u061c", "\u034f", "\U0001f3fb",
-       "\u0e01\u0e33", "\uff01\uff1f", "\u2018quotes\u2019 \u201cdouble\u201d", "\u00b5\u00b2\u00b3\u00bd\u00bc"]
+       "\u0e01\u0e33", "\uff01\uff1f", "\u2018quotes\u2019 \u201cdouble\u201d", "\u00b5\u00b2\u00b3\u00bd\u00bc",
+       # assigned in Unicode 15 / 16: CJK ext. H and I, Kawi letters, digits and marks, Garay, new symbols
+       "\U00031350\U00031351", "\U0002ebf0x", "\U00011f04\U00011f05\U00011f34", "\U00011f50\U00011f51",
+       "\U00010d4a\U00010d4b", "\U0001cc00\U0001cc01", "\u0897a", "\U0001e4d0\U0001e4f0"]
 SEPARATORS = [",", ".", " ", "_", "'", "\u202f", "\u00a0", "-", ":", "/"]
 DIGIT_SETS = ["0123456789", "０１２３４５６７８９", "٠١٢٣٤٥٦٧٨٩", "۰۱۲۳۴۵۶۷۸۹", "०१२३४५६७८९", "〇一二三四五六七八九"]
 WHITESPACE = [" ", "  ", "   ", "\t", "\t\t", "\n", "\n\n", "\r\n", "\r", "\r\n\r\n", " \n", "\n ", " \t ", "\u00a0",
@@ -457,10 +462,23 @@ def write_gguf(tok_json_path, gguf_path):
 def make_features(tiny_json, out_dir, corpus):
     """A variant of the tiny tokenizer that uses the tokenizer.json features DeepSeek does not: the other Split
     behaviours, a literal Split, Digits, ByteLevel with add_prefix_space and its GPT-2 regex, added tokens with
-    lstrip / rstrip / single_word, and merges written as "a b" strings. Returns HF's ids for test strings."""
+    lstrip / rstrip / single_word, merges written as "a b" strings, ignore_merges. Returns HF's ids for test
+    strings."""
+    import unicodedata
+
     from tokenizers import AddedToken, Regex, Tokenizer, pre_tokenizers as P
 
-    tok = Tokenizer.from_file(str(tiny_json))
+    # Tokens that no merge makes (only ignore_merges finds them) go into the vocabulary first, after the
+    # trained ones; the added tokens move up to make room.
+    j = json.loads(Path(tiny_json).read_text(encoding="utf-8"))
+    extra = ["Ġzzzz", "quux", "Ġ123"]
+    first = max(j["model"]["vocab"].values()) + 1
+    for a in j["added_tokens"]:
+        if a["id"] >= first:
+            a["id"] += len(extra)
+    for k, word in enumerate(extra):
+        j["model"]["vocab"][word] = first + k
+    tok = Tokenizer.from_str(json.dumps(j, ensure_ascii=False))
     tok.pre_tokenizer = P.Sequence([
         P.Split(Regex(r"\s*[\r\n]+"), behavior="isolated"),
         P.Split(Regex(r"\p{P}+"), behavior="merged_with_next"),
@@ -479,18 +497,96 @@ def make_features(tiny_json, out_dir, corpus):
     tok.save(str(path), pretty=False)
     j = json.loads(path.read_text(encoding="utf-8"))
     j["model"]["merges"] = [m if isinstance(m, str) else " ".join(m) for m in j["model"]["merges"]]
+    j["model"]["ignore_merges"] = True  # a word that is a token is that token, whatever the merges say
     path.write_text(json.dumps(j, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
     tok = Tokenizer.from_file(str(path))
+    for a in j["added_tokens"]:
+        assert tok.token_to_id(a["content"]) == a["id"], a
+    assert tok.token_to_id("quux") == first + 1
     cases = ["hello world", "say hello, hello!", "ahello hellob hello_x", "1hello", "héllo hello", "wörd wörds xwörd",
              "a  <ls>b", "a\t\n <ls>", "<ls>", "x<rs>   y", "x <rs>\n\ny", "<rs>", " <both>  z", "q<both>",
              "--a--b----c-", "ABCdefGHI", "x--y", "12345 6789", "١٢٣ and 45", "中文字符abc中", "Hello, World!! ok",
-             "It's fine... isn't it?", "  leading", "trailing  ", "\r\n\r\nx", "A.B.C", "<both><ls><rs>hello"]
-    cases += corpus[::4]
+             "It's fine... isn't it?", "  leading", "trailing  ", "\r\n\r\nx", "A.B.C", "<both><ls><rs>hello",
+             " zzzz zzzzz", "quux quuxy", " 123 1234"]
+    # Characters newer than Unicode 14 are left out here: regex.hpp brings PCRE2 10.42 up to date for the general
+    # categories DeepSeek's regexes use (\p{L} ...), not for scripts and subcategories (\p{Han}, \p{Lu}).
+    cases += [c for c in corpus[::4] if not any(unicodedata.category(ch) == "Cn" for ch in c)]
     rows = []
     for c in cases:
         rows.append({"text": c, "ids": tok.encode(c, add_special_tokens=False).ids})
     dump_lines(out_dir / "cases.jsonl", rows)
     return len(rows)
+
+
+UNICODE_DELTA_HEADER = "include/hmoe/tokenizer/unicode_delta.hpp"
+
+
+def write_unicode_delta(path):
+    """The code points that each general category L, M, N, P, S has in HF tokenizers' regex engine (Oniguruma,
+    probed through a Split pre-tokenizer) but not in Python's unicodedata, whose Unicode version (14.0 for
+    Python 3.11) is the one PCRE2 10.42 uses. regex.hpp adds them to \\p{L} etc. so that both engines agree."""
+    import unicodedata
+
+    import tokenizers
+    from tokenizers import Regex, pre_tokenizers as P
+
+    def onig_members(prop):
+        split = P.Split(Regex(r"\p{%s}" % prop), behavior="removed")
+        out = set()
+        for start in range(0, 0x110000, 0x8000):
+            cps = [c for c in range(start, start + 0x8000) if not 0xD800 <= c <= 0xDFFF]
+            covered = bytearray(len(cps))
+            for _, (a, b) in split.pre_tokenize_str("".join(map(chr, cps))):
+                covered[a:b] = b"\x01" * (b - a)
+            out.update(cps[i] for i in range(len(cps)) if not covered[i])
+        return out
+
+    def ranges(cps):
+        r = []
+        for c in sorted(cps):
+            if r and r[-1][1] == c - 1:
+                r[-1][1] = c
+            else:
+                r.append([c, c])
+        # One C++ string literal piece per range ("\\x{41}-\\x{5A}" in the file is \x{41}-\x{5A} for PCRE2).
+        return ["\\\\x{%X}" % a if a == b else "\\\\x{%X}-\\\\x{%X}" % (a, b) for a, b in r]
+
+    lines = [
+        "/// \\file",
+        "/// \\brief Generated by tools/make_tokenizer_corpus.py --unicode-delta: do not edit.",
+        "///",
+        f"/// The code points that the general categories L, M, N, P and S hold in HF tokenizers {tokenizers.__version__}'s",
+        f"/// Oniguruma but not in Unicode {unicodedata.unidata_version} (the Unicode data of PCRE2 10.42, Debian 12): characters",
+        "/// assigned since. regex.hpp adds them to \\p{L}, \\p{M}, ... so that PCRE2 splits text as HF does. (With a",
+        "/// newer PCRE2 the ranges are already in its classes and adding them changes nothing.)",
+        "#pragma once",
+        "",
+        "#include <string_view>",
+        "",
+        "namespace hmoe::tokenizer::unicode_delta {",
+        "",
+    ]
+    for prop in "LMNPS":
+        onig = onig_members(prop)
+        u = {c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and unicodedata.category(chr(c))[0] == prop}
+        if u - onig:
+            print(f"note: {len(u - onig)} code points are {prop} in Python's Unicode data but not in Oniguruma's",
+                  file=sys.stderr)
+        pieces = ranges(onig - u)
+        lines.append(f"/// {len(onig - u)} code points.")
+        lines.append(f"inline constexpr std::string_view {prop} =")
+        line = ""
+        for piece in pieces + [None]:
+            if piece is None or len(line) + len(piece) > 100:
+                lines.append('    "' + line + '"')
+                line = ""
+            if piece:
+                line += piece
+        lines[-1] += ";"
+        lines.append("")
+    lines.append("}  // namespace hmoe::tokenizer::unicode_delta")
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"wrote {path}")
 
 
 def dump_lines(path, rows):
@@ -510,7 +606,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--v3", default=str(ROOT.parent / "shared/data/deepseek-v3-tokenizer/tokenizer.json"))
     ap.add_argument("--out", default=str(ROOT / "tests/data/tokenizer"))
+    ap.add_argument("--unicode-delta", action="store_true",
+                    help=f"(re)write {UNICODE_DELTA_HEADER} instead of the test data")
     args = ap.parse_args()
+    if args.unicode_delta:
+        write_unicode_delta(ROOT / UNICODE_DELTA_HEADER)
+        return
     from tokenizers import Tokenizer
 
     out = Path(args.out)

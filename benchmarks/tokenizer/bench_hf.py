@@ -6,6 +6,7 @@ bench_tokenizer does, then timed with
   loop:   Tokenizer.encode(s, add_special_tokens=False) for each string in turn (one thread)
   batch:  Tokenizer.encode_batch(strings, add_special_tokens=False) (HF's Rust thread pool, all cores unless
           RAYON_NUM_THREADS says otherwise)
+  batch1: encode_batch with TOKENIZERS_PARALLELISM=false: one thread, without Python's cost per call
 Best of --repeat runs each; the first loop pass is shown too. With --hmoe BIN it runs
 `BIN --tokenizer TOKENIZER --corpus CORPUS --mb MB --repeat N` (benchmarks/tokenizer/bench_tokenizer) and prints
 both sets of numbers and the ratios.
@@ -19,6 +20,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 
 import tokenizers
@@ -32,6 +34,7 @@ def main():
     ap.add_argument("--mb", type=float, default=5)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--hmoe", help="path of bench_tokenizer, to run it too and print ratios")
+    ap.add_argument("--batch-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     corpus = [json.loads(line) for line in open(args.corpus, encoding="utf-8")]
@@ -41,6 +44,14 @@ def main():
             texts.append(s)
             size += len(s.encode("utf-8"))
     tok = Tokenizer.from_file(args.tokenizer)
+    if args.batch_only:
+        best = 1e30
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            n = sum(len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False))
+            best = min(best, time.perf_counter() - t0)
+        print(f"RESULT {size / 1e6 / best:.3f} {n}")
+        return
     print(f"HF tokenizers {tokenizers.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
           f"RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', '(unset)')}")
     print(f"text: {len(texts)} strings, {size / 1e6:.2f} MB ({len(corpus)} corpus lines repeated)")
@@ -67,6 +78,14 @@ def main():
         best = min(best, time.perf_counter() - t0)
         assert n == tokens
     report("batch", best, tokens)
+    # encode_batch on one thread (TOKENIZERS_PARALLELISM=false): HF's Rust encoder without Python's per-call cost.
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    out = subprocess.run([sys.executable, __file__, "--batch-only", "--tokenizer", args.tokenizer, "--corpus",
+                          args.corpus, "--mb", str(args.mb), "--repeat", str(args.repeat)],
+                         env=env, check=True, capture_output=True, text=True).stdout.split()
+    assert int(out[2]) == tokens
+    hf["batch1"] = float(out[1])
+    print(f"{'batch1':<8} {hf['batch1']:8.2f} MB/s  (encode_batch with TOKENIZERS_PARALLELISM=false)")
 
     if args.hmoe:
         cmd = [args.hmoe, "--tokenizer", args.tokenizer, "--corpus", args.corpus, "--mb", str(args.mb),
@@ -86,6 +105,8 @@ def main():
         print(f"  single thread, encode loop:       {hmoe['loop']:8.2f} / {hf['loop']:7.2f} MB/s = {hmoe['loop'] / hf['loop']:6.1f}x")
         print(f"  first pass (cold caches):         {hmoe['first']:8.2f} / {hf['first']:7.2f} MB/s = {hmoe['first'] / hf['first']:6.1f}x")
         print(f"  hmoe without its cache vs HF loop:{hmoe['nocache']:8.2f} / {hf['loop']:7.2f} MB/s = {hmoe['nocache'] / hf['loop']:6.1f}x")
+        print(f"  single thread vs HF encode_batch on one thread:"
+              f" {hmoe['loop']:8.2f} / {hf['batch1']:7.2f} MB/s = {hmoe['loop'] / hf['batch1']:6.1f}x")
         print(f"  all cores ({threads} vs encode_batch): {hmoe[threads]:8.2f} / {hf['batch']:7.2f} MB/s = {hmoe[threads] / hf['batch']:6.1f}x")
 
 

@@ -173,7 +173,7 @@ class PreTokenizer {
   /// PrefixSpace step (then into a temporary that lives for the call).
   template <class F>
   void split(std::string_view text, F&& f) const {
-    run(0, text, f);
+    run(0, text, f, detail::has_newer_unicode(text));
   }
 
   /// The pieces, as strings (for tests and tools).
@@ -185,7 +185,7 @@ class PreTokenizer {
 
  private:
   template <class F>
-  void run(std::size_t i, std::string_view piece, F& f) const {
+  void run(std::size_t i, std::string_view piece, F& f, bool newer) const {
     if (piece.empty()) return;
     if (i == steps_.size()) {
       f(piece);
@@ -194,13 +194,13 @@ class PreTokenizer {
     const Step& step = steps_[i];
     if (step.kind == Step::Kind::PrefixSpace) {
       if (piece.front() == ' ') {
-        run(i + 1, piece, f);
+        run(i + 1, piece, f, newer);
       } else {
         std::string spaced;
         spaced.reserve(piece.size() + 1);
         spaced += ' ';
         spaced += piece;
-        run(i + 1, spaced, f);
+        run(i + 1, spaced, f, newer);
       }
       return;
     }
@@ -208,11 +208,11 @@ class PreTokenizer {
       // Matches and the gaps between them are pieces alike; invert makes no difference.
       std::size_t prev = 0;
       step.regex.for_each_match(piece, [&](std::size_t b, std::size_t e) {
-        if (b > prev) run(i + 1, piece.substr(prev, b - prev), f);
-        run(i + 1, piece.substr(b, e - b), f);
+        if (b > prev) run(i + 1, piece.substr(prev, b - prev), f, newer);
+        run(i + 1, piece.substr(b, e - b), f, newer);
         prev = e;
-      });
-      if (prev < piece.size()) run(i + 1, piece.substr(prev), f);
+      }, newer);
+      if (prev < piece.size()) run(i + 1, piece.substr(prev), f, newer);
       return;
     }
     // The other behaviours: list the segments (match or not), then combine them as HF does.
@@ -226,7 +226,7 @@ class PreTokenizer {
       if (b > prev) segs.push_back({prev, b, step.invert});
       segs.push_back({b, e, !step.invert});
       prev = e;
-    });
+    }, newer);
     if (prev < piece.size()) segs.push_back({prev, piece.size(), step.invert});
     std::vector<std::pair<std::size_t, std::size_t>> out;
     bool previous_match = false;
@@ -259,7 +259,7 @@ class PreTokenizer {
         previous_match = s.match;
       }
     }
-    for (const auto& [b, e] : out) run(i + 1, piece.substr(b, e - b), f);
+    for (const auto& [b, e] : out) run(i + 1, piece.substr(b, e - b), f, newer);
   }
 
   std::string name_ = "custom";

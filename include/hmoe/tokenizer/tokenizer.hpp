@@ -27,6 +27,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -480,8 +481,9 @@ class Tokenizer {
         bpe.byte_ids[b] = it == normal_text_to_id.end() ? -1 : it->second;
       }
       // For the ignore_merges shortcut: raw bytes -> id of each ordinary token.
-      for (std::size_t i = 0; i < tokens.size(); ++i)
-        if (tokens[i].type == TokenType::Normal) bytes_to_id.emplace(tokens[i].bytes, static_cast<std::int32_t>(i));
+      if (ignore_merges)
+        for (std::size_t i = 0; i < tokens.size(); ++i)
+          if (tokens[i].type == TokenType::Normal) bytes_to_id.emplace(tokens[i].bytes, static_cast<std::int32_t>(i));
     }
 
     std::int32_t normal_id(std::string_view text) const {

@@ -176,6 +176,15 @@ TEST_CASE("pre-tokenizer: presets and split behaviours") {
   CHECK(pieces(B::Isolated, "\\s+", false, "a\u180e b\u3000c") == V{"a\u180e", " ", "b", "\u3000", "c"});
   CHECK(pieces(B::Contiguous, "\\p{Han}", false, "《怎完") == V{"《", "怎完"});
 
+  // Characters newer than PCRE2 10.42's Unicode 14 (unicode_delta.hpp) split as in HF's Oniguruma (Unicode 16):
+  // U+1FA77 and U+1FABF are symbols, U+11F50 a digit, U+0897 a mark.
+  CHECK(v3.pieces("I \U0001FA77 it!! \U0001FABFx") == V{"I", " \U0001FA77", " it", "!!", " \U0001FABF", "x"});
+  CHECK(v3.pieces("a\U00011F50\U00011F51b \u0897x") == V{"a", "\U00011F50\U00011F51", "b", " \u0897x"});
+  CHECK_FALSE(tk::detail::has_newer_unicode("plain ASCII, long enough for eight bytes at a time; 中文 ✓ é"));
+  CHECK(tk::detail::has_newer_unicode("plain ASCII, long enough for eight bytes at a time \U0001FA77"));
+  CHECK(tk::detail::has_newer_unicode("\u0897"));
+  CHECK_FALSE(tk::detail::has_newer_unicode("\u0896\xe0\xa2"));  // unassigned in both; a cut-off sequence
+
   // Invalid UTF-8 never matches, but is kept.
   CHECK(v3.pieces("ab\xff\xfe cd") == V{"ab", "\xff\xfe", " cd"});
 
