@@ -208,7 +208,7 @@ class Chat {
     }
     const auto tail = stream.flush();
     reply += tail;
-    out << tail << "\n";
+    out << tail << std::endl;
     const auto t2 = std::chrono::steady_clock::now();
     if (interrupted) std::cerr << "[stopped]\n";
     if (stopped_by_limit) std::cerr << "[--max-new-tokens " << o_.max_new << " reached]\n";

@@ -31,6 +31,9 @@ usage: hmoe-eval --model M.gguf --tokens ID,ID,... [options]
                       also the only path, so the flag changes nothing yet but keeps scripts stable
   --threads N         worker threads (default: all hardware threads)
   --ctx N             KV cache size in tokens (default: the number of tokens; 512 for --perplexity)
+  --generate N        after the tokens, generate N more greedily (argmax) through the KV cache; prints the
+                      generated ids and their text
+  --prompt TEXT       tokenize TEXT (with BOS) instead of giving --tokens
   --perplexity FILE   perplexity of a text file, computed as llama.cpp's llama-perplexity does: the text is
                       tokenized (with BOS), cut into chunks of --ctx tokens (default 512) each starting with
                       BOS, and only the second half of each chunk is scored
@@ -113,7 +116,8 @@ long long parse_count(const std::string& flag, const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model_path, logits_out, perplexity;
+  std::string model_path, logits_out, perplexity, prompt;
+  long long generate = 0;
   std::vector<std::int32_t> tokens;
   bool decode = false;
   unsigned threads = 0;
@@ -135,10 +139,13 @@ int main(int argc, char** argv) {
     else if (a == "--threads" || a == "-t") threads = static_cast<unsigned>(parse_count(a, value()));
     else if (a == "--ctx") ctx = parse_count(a, value());
     else if (a == "--perplexity") perplexity = value();
+    else if (a == "--prompt") prompt = value();
+    else if (a == "--generate") generate = parse_count(a, value());
     else fail("unknown option '" + a + "'");
   }
   if (model_path.empty()) fail("--model is required");
-  if (tokens.empty() == perplexity.empty()) fail("give exactly one of --tokens and --perplexity");
+  if (int{!tokens.empty()} + int{!perplexity.empty()} + int{!prompt.empty()} != 1)
+    fail("give exactly one of --tokens, --prompt and --perplexity");
 
   try {
     using Model = hmoe::ReferenceModel<>;
@@ -157,7 +164,14 @@ int main(int argc, char** argv) {
       const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
       return ::perplexity(model, hmoe::tokenizer::Tokenizer::from_gguf(model.file()), text, ctx > 0 ? ctx : 512, pool);
     }
-    auto cache = model.make_cache(ctx > 0 ? ctx : static_cast<long long>(tokens.size()));
+    std::optional<hmoe::tokenizer::Tokenizer> tok;
+    if (!prompt.empty() || generate > 0) tok = hmoe::tokenizer::Tokenizer::from_gguf(model.file());
+    if (!prompt.empty()) {
+      if (tok->add_bos()) tokens.push_back(tok->bos());
+      const auto ids = tok->encode(prompt);
+      tokens.insert(tokens.end(), ids.begin(), ids.end());
+    }
+    auto cache = model.make_cache(ctx > 0 ? ctx : static_cast<long long>(tokens.size() + generate));
     const auto t1 = std::chrono::steady_clock::now();
 
     std::vector<float> logits;
@@ -183,6 +197,18 @@ int main(int argc, char** argv) {
       if (!out) fail("cannot write " + logits_out);
     }
     const float* last = logits.data() + (tokens.size() - 1) * static_cast<std::size_t>(h.vocab);
+    if (generate > 0) {  // greedy continuation: ties go to the lowest id
+      std::vector<std::int32_t> out;
+      std::vector<float> step(last, last + h.vocab);
+      for (long long i = 0; i < generate; ++i) {
+        const auto id = static_cast<std::int32_t>(std::max_element(step.begin(), step.end()) - step.begin());
+        out.push_back(id);
+        if (i + 1 < generate) step = model.forward(pool, std::span(&id, 1), cache, hmoe::Logits::Last);
+      }
+      std::cout << "generated ids:";
+      for (auto id : out) std::cout << " " << id;
+      std::cout << "\ngenerated text: " << tok->decode(out) << "\n";
+    }
     std::vector<std::int32_t> ids(static_cast<std::size_t>(h.vocab));
     std::iota(ids.begin(), ids.end(), 0);
     std::partial_sort(ids.begin(), ids.begin() + std::min<std::int64_t>(5, h.vocab), ids.end(),
