@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 
+#include "../../support/temp_dir.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -24,26 +26,7 @@ namespace hmoe::gguf::test {
 
 inline const std::filesystem::path fixture_dir = std::filesystem::path(HMOE_TEST_DATA) / "gguf";
 
-/// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "hmoe-gguf-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-  std::filesystem::path operator/(std::string_view name) const { return path_ / name; }
-
- private:
-  std::filesystem::path path_;
-};
+using hmoe::test::TempDir;
 
 inline std::vector<std::byte> read_bytes(const std::filesystem::path& p) {
   std::ifstream in(p, std::ios::binary);

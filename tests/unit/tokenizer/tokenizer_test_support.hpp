@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 
+#include "../../support/temp_dir.hpp"
+
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -65,25 +67,7 @@ inline std::string show_ids(const std::vector<std::int32_t>& ids) {
   return s;
 }
 
-/// A fresh directory, removed at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "hmoe-tok-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  std::filesystem::path operator/(std::string_view name) const { return path_ / name; }
-
- private:
-  std::filesystem::path path_;
-};
+using hmoe::test::TempDir;
 
 /// Writes a GGUF v3 file holding only metadata.
 class GgufWriter {
