@@ -38,12 +38,14 @@ class Experts {
   /// out (tokens × hidden) += Σ_k weight · expert_k(x) for the routed experts of each token.
   void forward(cpu::ThreadPool& pool, const float* x, const Routing& routing, float* out) const {
     const auto hidden = hidden_;
+    // (token, weight) pairs routed to each expert, in token order.
+    std::vector<std::vector<std::pair<std::int64_t, float>>> routed(experts_.size());
+    for (std::int64_t i = 0; i < routing.tokens * routing.per_token; ++i)
+      routed[static_cast<std::size_t>(routing.expert[static_cast<std::size_t>(i)])].emplace_back(
+          i / routing.per_token, routing.weight[static_cast<std::size_t>(i)]);
     std::vector<float> xs, ys;
     for (std::size_t e = 0; e < experts_.size(); ++e) {
-      std::vector<std::pair<std::int64_t, float>> rows;  // (token, weight) routed to e
-      for (std::int64_t i = 0; i < routing.tokens * routing.per_token; ++i)
-        if (routing.expert[static_cast<std::size_t>(i)] == static_cast<std::int32_t>(e))
-          rows.emplace_back(i / routing.per_token, routing.weight[static_cast<std::size_t>(i)]);
+      const auto& rows = routed[e];
       if (rows.empty()) continue;
       const auto n = static_cast<std::int64_t>(rows.size());
       xs.resize(static_cast<std::size_t>(n * hidden));

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -69,10 +70,12 @@ class TopKRouter {
 
       if (h.expert_groups > 1) {
         for (std::int64_t g = 0; g < h.expert_groups; ++g) {
-          float* first = choice.data() + g * per_group;
-          std::vector<float> sorted(first, first + per_group);
-          std::sort(sorted.begin(), sorted.end(), std::greater<>());
-          group_score[g] = h.gating == Gating::Softmax ? sorted[0] : sorted[0] + (per_group > 1 ? sorted[1] : 0.0f);
+          float best = -std::numeric_limits<float>::infinity(), second = best;
+          for (std::int64_t e = g * per_group; e < (g + 1) * per_group; ++e) {
+            if (choice[e] > best) second = best, best = choice[e];
+            else if (choice[e] > second) second = choice[e];
+          }
+          group_score[g] = h.gating == Gating::Softmax ? best : best + (per_group > 1 ? second : 0.0f);
         }
         auto groups = top(group_score.data(), h.expert_groups, h.expert_groups_used, order);
         std::vector<bool> keep(static_cast<std::size_t>(h.expert_groups), false);

@@ -3,6 +3,8 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
+#include "../../support/error_of.hpp"
+
 #include <boost/json/src.hpp>  // Boost.JSON, header-only: compiled into this test alone
 
 #include <cstdint>
@@ -43,15 +45,7 @@ Template template_named(std::string_view n) {
   return Template::DeepSeekV3;
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
+using hmoe::test::error_of;
 
 // Excerpts that identify each official template (from the texts named in tools/make_chat_template_fixtures.py;
 // the full V3 text is checked below when ../shared is present).

@@ -2,6 +2,8 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
+#include "../../support/error_of.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -80,15 +82,7 @@ std::vector<double> softmax(const std::vector<float>& l, double t) {
   return p;
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "(no exception)";
-}
+using hmoe::test::error_of;
 
 }  // namespace
 
