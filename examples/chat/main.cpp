@@ -29,6 +29,8 @@ model and context
   -m, --model FILE          GGUF file; for split files give the -00001-of-0000N part
   -c, --ctx N               context (KV cache) size in tokens (default 4096, at most the model's)
   -t, --threads N           worker threads (default: all hardware threads)
+  --experts KIND            routed-expert kernels: reference, avx512, amx or auto (default: the fastest this
+                            CPU offers: amx, else avx512, else the f32 reference)
   --overflow MODE           when a turn does not fit the context: 'error' (default: say so, keep the
                             conversation) or 'drop-oldest' (forget the oldest turns until it fits)
 
@@ -72,7 +74,7 @@ T parse_number(const std::string& flag, const std::string& s) {
 }
 
 struct Options {
-  std::string model, prompt, system, template_name, overflow = "error";
+  std::string model, prompt, system, template_name, overflow = "error", experts = "auto";
   std::optional<std::string> prompt_file;
   long long ctx = 4096, max_new = 512;
   unsigned threads = 0;
@@ -95,6 +97,7 @@ Options parse(int argc, char** argv) {
     } else if (a == "-m" || a == "--model") o.model = value();
     else if (a == "-c" || a == "--ctx") o.ctx = parse_number<long long>(a, value());
     else if (a == "-t" || a == "--threads") o.threads = parse_number<unsigned>(a, value());
+    else if (a == "--experts") o.experts = value();
     else if (a == "--overflow") o.overflow = value();
     else if (a == "-p" || a == "--prompt") o.prompt = value(), o.have_prompt = true;
     else if (a == "-f" || a == "--prompt-file") o.prompt_file = value();
@@ -136,9 +139,9 @@ hmoe::chat::Template choose_template(const Options& o, const hmoe::gguf::File& f
   return Template::DeepSeekV3;
 }
 
-using Model = hmoe::ReferenceModel<>;
 
 /// One conversation: its messages, and the tokens the KV cache holds for it.
+template <class Model>
 class Chat {
  public:
   Chat(const Model& model, const hmoe::tokenizer::Tokenizer& tok, hmoe::chat::Template tmpl, const Options& o,
@@ -253,59 +256,71 @@ class Chat {
 
 }  // namespace
 
+template <class Model>
+int serve(const Options& o, hmoe::gguf::File file, const hmoe::tokenizer::Tokenizer& tok, hmoe::chat::Template tmpl,
+          std::chrono::steady_clock::time_point t0, std::string_view experts) {
+  const bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+  const auto model = Model::load(std::move(file));
+  const auto& h = model.hparams();
+  if (o.ctx > h.context) fail("--ctx " + std::to_string(o.ctx) + " exceeds the model's context " + std::to_string(h.context));
+  hmoe::cpu::ThreadPool pool(o.threads);
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cerr << " done in " << load_s << " s: " << h.layers << " layers, " << h.experts << " experts (top-"
+            << h.experts_used << "), vocab " << h.vocab << ", template " << hmoe::chat::name(tmpl) << ", "
+            << pool.size() << " threads, experts " << experts << ", seed " << o.sampling.seed << "\n";
+
+  Chat chat(model, tok, tmpl, o, pool);
+  std::signal(SIGINT, on_sigint);
+  if (o.have_prompt) return chat.answer(o.prompt, std::cout, true) ? 0 : 1;
+
+  if (!tty) {  // scripts: one user message per line, answers only on stdout
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      if (line == "/exit") break;
+      if (line == "/reset") {
+        chat.reset();
+        continue;
+      }
+      if (!line.empty()) chat.answer(line, std::cout, false);
+    }
+    return 0;
+  }
+  std::cerr << "type a message; /reset forgets the conversation, /exit quits, Ctrl-C stops an answer\n";
+  using_history();
+  for (;;) {
+    interrupted = false;
+    char* raw = readline("> ");
+    if (!raw) break;  // Ctrl-D
+    std::string line(raw);
+    std::free(raw);
+    if (line.empty()) continue;
+    add_history(line.c_str());
+    if (line == "/exit") break;
+    if (line == "/reset") {
+      chat.reset();
+      std::cerr << "[conversation reset]\n";
+      continue;
+    }
+    chat.answer(line, std::cout, true);
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
-  const Options o = parse(argc, argv);
+  Options o = parse(argc, argv);
   try {
-    const bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
     std::cerr << "loading " << o.model << " ..." << std::flush;
     const auto t0 = std::chrono::steady_clock::now();
     auto file = hmoe::gguf::File::open(o.model);
     const auto tok = hmoe::tokenizer::Tokenizer::from_gguf(file);
     const auto tmpl = choose_template(o, file);
     if (o.think && tmpl == hmoe::chat::Template::DeepSeekV2) fail("--think: the deepseek-v2 template has no thinking mode");
-    const auto model = Model::load(std::move(file));
-    const auto& h = model.hparams();
-    if (o.ctx > h.context) fail("--ctx " + std::to_string(o.ctx) + " exceeds the model's context " + std::to_string(h.context));
-    hmoe::cpu::ThreadPool pool(o.threads);
-    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::cerr << " done in " << load_s << " s: " << h.layers << " layers, " << h.experts << " experts (top-"
-              << h.experts_used << "), vocab " << h.vocab << ", template " << hmoe::chat::name(tmpl) << ", "
-              << pool.size() << " threads, seed " << o.sampling.seed << "\n";
-
-    Chat chat(model, tok, tmpl, o, pool);
-    std::signal(SIGINT, on_sigint);
-    if (o.have_prompt) return chat.answer(o.prompt, std::cout, true) ? 0 : 1;
-
-    if (!tty) {  // scripts: one user message per line, answers only on stdout
-      std::string line;
-      while (std::getline(std::cin, line)) {
-        if (line == "/exit") break;
-        if (line == "/reset") {
-          chat.reset();
-          continue;
-        }
-        if (!line.empty()) chat.answer(line, std::cout, false);
-      }
-      return 0;
-    }
-    std::cerr << "type a message; /reset forgets the conversation, /exit quits, Ctrl-C stops an answer\n";
-    using_history();
-    for (;;) {
-      interrupted = false;
-      char* raw = readline("> ");
-      if (!raw) break;  // Ctrl-D
-      std::string line(raw);
-      std::free(raw);
-      if (line.empty()) continue;
-      add_history(line.c_str());
-      if (line == "/exit") break;
-      if (line == "/reset") {
-        chat.reset();
-        std::cerr << "[conversation reset]\n";
-        continue;
-      }
-      chat.answer(line, std::cout, true);
-    }
+    if (o.experts == "auto")
+      o.experts = hmoe::AMX::available() ? "amx" : hmoe::AVX512::available() ? "avx512" : "reference";
+    if (o.experts == "reference") return serve<hmoe::ReferenceModel<>>(o, std::move(file), tok, tmpl, t0, "reference f32");
+    if (o.experts == "avx512") return serve<hmoe::CpuModel<hmoe::AVX512>>(o, std::move(file), tok, tmpl, t0, "AVX-512");
+    if (o.experts == "amx") return serve<hmoe::CpuModel<hmoe::AMX>>(o, std::move(file), tok, tmpl, t0, "AMX");
+    fail("--experts must be reference, avx512, amx or auto, got '" + o.experts + "'");
   } catch (const std::exception& e) {
     std::cerr << "\nhmoe-chat: " << e.what() << "\n";
     return 1;

@@ -27,8 +27,11 @@ usage: hmoe-eval --model M.gguf --tokens ID,ID,... [options]
   --tokens LIST       comma-separated token ids, e.g. 0,17,5 (usually starting with BOS)
   --logits-out FILE   write float32 logits, row-major (tokens x vocab), little-endian
   --decode            feed the tokens one at a time through the KV cache (default: one batched prefill)
-  --reference         force the f32 reference path (all CPU, weights dequantized on access); today this is
-                      also the only path, so the flag changes nothing yet but keeps scripts stable
+  --experts KIND      kernels for the routed experts: reference (f32, weights dequantized on access),
+                      avx512 (AVX-512 VNNI on the stored blocks), amx (AMX tiles for Q4_K and BF16, AVX-512
+                      for the other stored formats), or auto (default: amx, else avx512, else reference, as
+                      the CPU allows). Attention, dense layers and shared experts use the reference path.
+  --reference         same as --experts reference
   --threads N         worker threads (default: all hardware threads)
   --ctx N             KV cache size in tokens (default: the number of tokens; 512 for --perplexity)
   --generate N        after the tokens, generate N more greedily (argmax) through the KV cache; prints the
@@ -48,7 +51,8 @@ Prints the model's shape, the time taken and the top-5 tokens of the last positi
 }
 
 /// Perplexity of `text` in llama-perplexity's way, so the two tools' numbers can be compared directly.
-int perplexity(const hmoe::ReferenceModel<>& model, const hmoe::tokenizer::Tokenizer& tok, const std::string& text,
+template <class Model>
+int perplexity(const Model& model, const hmoe::tokenizer::Tokenizer& tok, const std::string& text,
                std::int64_t ctx, hmoe::cpu::ThreadPool& pool) {
   std::vector<std::int32_t> tokens;
   if (tok.add_bos()) tokens.push_back(tok.bos());
@@ -115,13 +119,90 @@ long long parse_count(const std::string& flag, const std::string& s) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  std::string model_path, logits_out, perplexity, prompt;
-  long long generate = 0;
+struct Options {
+  std::string model_path, logits_out, perplexity, prompt, experts = "auto";
+  long long generate = 0, ctx = 0;
   std::vector<std::int32_t> tokens;
   bool decode = false;
   unsigned threads = 0;
-  long long ctx = 0;
+};
+
+template <class Model>
+int run(Options o, std::string_view path_name) {
+  auto& [model_path, logits_out, perplexity, prompt, experts, generate, ctx, tokens, decode, threads] = o;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto model = Model::load(hmoe::gguf::File::open(model_path));
+  const auto& h = model.hparams();
+  std::cerr << "model: " << model_path << ": " << h.layers << " layers (" << h.dense_layers << " dense), hidden "
+            << h.hidden << ", " << h.heads << " heads, kv_lora " << h.kv_lora_rank << ", q_lora " << h.q_lora_rank
+            << ", experts " << h.experts << " (top-" << h.experts_used << ", " << h.shared_experts << " shared, "
+            << (h.gating == hmoe::Gating::Sigmoid ? "sigmoid" : "softmax") << "), vocab " << h.vocab << ", "
+            << (h.layout == hmoe::AttentionLayout::SplitKvB ? "attn_k_b/attn_v_b" : "legacy attn_kv_b") << "\n";
+  hmoe::cpu::ThreadPool pool(threads);
+  if (!perplexity.empty()) {
+    std::ifstream in(perplexity, std::ios::binary);
+    if (!in) fail("cannot read " + perplexity);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return ::perplexity(model, hmoe::tokenizer::Tokenizer::from_gguf(model.file()), text, ctx > 0 ? ctx : 512, pool);
+  }
+  std::optional<hmoe::tokenizer::Tokenizer> tok;
+  if (!prompt.empty() || generate > 0) tok = hmoe::tokenizer::Tokenizer::from_gguf(model.file());
+  if (!prompt.empty()) {
+    if (tok->add_bos()) tokens.push_back(tok->bos());
+    const auto ids = tok->encode(prompt);
+    tokens.insert(tokens.end(), ids.begin(), ids.end());
+  }
+  auto cache = model.make_cache(ctx > 0 ? ctx : static_cast<long long>(tokens.size() + generate));
+  const auto t1 = std::chrono::steady_clock::now();
+
+  std::vector<float> logits;
+  if (decode) {
+    logits.reserve(tokens.size() * static_cast<std::size_t>(h.vocab));
+    for (const auto tok : tokens) {
+      const auto step = model.forward(pool, std::span(&tok, 1), cache);
+      logits.insert(logits.end(), step.begin(), step.end());
+    }
+  } else {
+    logits = model.forward(pool, tokens, cache);
+  }
+  const auto t2 = std::chrono::steady_clock::now();
+  const double load_s = std::chrono::duration<double>(t1 - t0).count();
+  const double run_s = std::chrono::duration<double>(t2 - t1).count();
+  std::cerr << "load " << load_s << " s; " << tokens.size() << " tokens " << (decode ? "decoded" : "prefilled")
+            << " in " << run_s << " s (" << static_cast<double>(tokens.size()) / run_s << " tok/s, " << pool.size()
+            << " threads, experts: " << path_name << ")\n";
+
+  if (!logits_out.empty()) {
+    std::ofstream out(logits_out, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(logits.data()), static_cast<std::streamsize>(logits.size() * sizeof(float)));
+    if (!out) fail("cannot write " + logits_out);
+  }
+  const float* last = logits.data() + (tokens.size() - 1) * static_cast<std::size_t>(h.vocab);
+  if (generate > 0) {  // greedy continuation: ties go to the lowest id
+    std::vector<std::int32_t> out;
+    std::vector<float> step(last, last + h.vocab);
+    for (long long i = 0; i < generate; ++i) {
+      const auto id = static_cast<std::int32_t>(std::max_element(step.begin(), step.end()) - step.begin());
+      out.push_back(id);
+      if (i + 1 < generate) step = model.forward(pool, std::span(&id, 1), cache, hmoe::Logits::Last);
+    }
+    std::cout << "generated ids:";
+    for (auto id : out) std::cout << " " << id;
+    std::cout << "\ngenerated text: " << tok->decode(out) << "\n";
+  }
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(h.vocab));
+  std::iota(ids.begin(), ids.end(), 0);
+  std::partial_sort(ids.begin(), ids.begin() + std::min<std::int64_t>(5, h.vocab), ids.end(),
+                    [&](auto a, auto b) { return last[a] > last[b]; });
+  std::cout << "top-5 at position " << tokens.size() - 1 << ":";
+  for (int i = 0; i < std::min<std::int64_t>(5, h.vocab); ++i) std::cout << " " << ids[i] << " (" << last[ids[i]] << ")";
+  std::cout << "\n";
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  Options o;
+  auto& [model_path, logits_out, perplexity, prompt, experts, generate, ctx, tokens, decode, threads] = o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -135,7 +216,8 @@ int main(int argc, char** argv) {
     else if (a == "--tokens") tokens = parse_tokens(value());
     else if (a == "--logits-out") logits_out = value();
     else if (a == "--decode") decode = true;
-    else if (a == "--reference") {}
+    else if (a == "--reference") experts = "reference";
+    else if (a == "--experts") experts = value();
     else if (a == "--threads" || a == "-t") threads = static_cast<unsigned>(parse_count(a, value()));
     else if (a == "--ctx") ctx = parse_count(a, value());
     else if (a == "--perplexity") perplexity = value();
@@ -147,75 +229,12 @@ int main(int argc, char** argv) {
   if (int{!tokens.empty()} + int{!perplexity.empty()} + int{!prompt.empty()} != 1)
     fail("give exactly one of --tokens, --prompt and --perplexity");
 
+  if (experts == "auto") experts = hmoe::AMX::available() ? "amx" : hmoe::AVX512::available() ? "avx512" : "reference";
   try {
-    using Model = hmoe::ReferenceModel<>;
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto model = Model::load(hmoe::gguf::File::open(model_path));
-    const auto& h = model.hparams();
-    std::cerr << "model: " << model_path << ": " << h.layers << " layers (" << h.dense_layers << " dense), hidden "
-              << h.hidden << ", " << h.heads << " heads, kv_lora " << h.kv_lora_rank << ", q_lora " << h.q_lora_rank
-              << ", experts " << h.experts << " (top-" << h.experts_used << ", " << h.shared_experts << " shared, "
-              << (h.gating == hmoe::Gating::Sigmoid ? "sigmoid" : "softmax") << "), vocab " << h.vocab << ", "
-              << (h.layout == hmoe::AttentionLayout::SplitKvB ? "attn_k_b/attn_v_b" : "legacy attn_kv_b") << "\n";
-    hmoe::cpu::ThreadPool pool(threads);
-    if (!perplexity.empty()) {
-      std::ifstream in(perplexity, std::ios::binary);
-      if (!in) fail("cannot read " + perplexity);
-      const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      return ::perplexity(model, hmoe::tokenizer::Tokenizer::from_gguf(model.file()), text, ctx > 0 ? ctx : 512, pool);
-    }
-    std::optional<hmoe::tokenizer::Tokenizer> tok;
-    if (!prompt.empty() || generate > 0) tok = hmoe::tokenizer::Tokenizer::from_gguf(model.file());
-    if (!prompt.empty()) {
-      if (tok->add_bos()) tokens.push_back(tok->bos());
-      const auto ids = tok->encode(prompt);
-      tokens.insert(tokens.end(), ids.begin(), ids.end());
-    }
-    auto cache = model.make_cache(ctx > 0 ? ctx : static_cast<long long>(tokens.size() + generate));
-    const auto t1 = std::chrono::steady_clock::now();
-
-    std::vector<float> logits;
-    if (decode) {
-      logits.reserve(tokens.size() * static_cast<std::size_t>(h.vocab));
-      for (const auto tok : tokens) {
-        const auto step = model.forward(pool, std::span(&tok, 1), cache);
-        logits.insert(logits.end(), step.begin(), step.end());
-      }
-    } else {
-      logits = model.forward(pool, tokens, cache);
-    }
-    const auto t2 = std::chrono::steady_clock::now();
-    const double load_s = std::chrono::duration<double>(t1 - t0).count();
-    const double run_s = std::chrono::duration<double>(t2 - t1).count();
-    std::cerr << "load " << load_s << " s; " << tokens.size() << " tokens " << (decode ? "decoded" : "prefilled")
-              << " in " << run_s << " s (" << static_cast<double>(tokens.size()) / run_s << " tok/s, " << pool.size()
-              << " threads, reference path)\n";
-
-    if (!logits_out.empty()) {
-      std::ofstream out(logits_out, std::ios::binary);
-      out.write(reinterpret_cast<const char*>(logits.data()), static_cast<std::streamsize>(logits.size() * sizeof(float)));
-      if (!out) fail("cannot write " + logits_out);
-    }
-    const float* last = logits.data() + (tokens.size() - 1) * static_cast<std::size_t>(h.vocab);
-    if (generate > 0) {  // greedy continuation: ties go to the lowest id
-      std::vector<std::int32_t> out;
-      std::vector<float> step(last, last + h.vocab);
-      for (long long i = 0; i < generate; ++i) {
-        const auto id = static_cast<std::int32_t>(std::max_element(step.begin(), step.end()) - step.begin());
-        out.push_back(id);
-        if (i + 1 < generate) step = model.forward(pool, std::span(&id, 1), cache, hmoe::Logits::Last);
-      }
-      std::cout << "generated ids:";
-      for (auto id : out) std::cout << " " << id;
-      std::cout << "\ngenerated text: " << tok->decode(out) << "\n";
-    }
-    std::vector<std::int32_t> ids(static_cast<std::size_t>(h.vocab));
-    std::iota(ids.begin(), ids.end(), 0);
-    std::partial_sort(ids.begin(), ids.begin() + std::min<std::int64_t>(5, h.vocab), ids.end(),
-                      [&](auto a, auto b) { return last[a] > last[b]; });
-    std::cout << "top-5 at position " << tokens.size() - 1 << ":";
-    for (int i = 0; i < std::min<std::int64_t>(5, h.vocab); ++i) std::cout << " " << ids[i] << " (" << last[ids[i]] << ")";
-    std::cout << "\n";
+    if (experts == "reference") return run<hmoe::ReferenceModel<>>(o, "reference f32");
+    if (experts == "avx512") return run<hmoe::CpuModel<hmoe::AVX512>>(o, "AVX-512");
+    if (experts == "amx") return run<hmoe::CpuModel<hmoe::AMX>>(o, "AMX");
+    fail("--experts must be reference, avx512, amx or auto, got '" + experts + "'");
   } catch (const std::exception& e) {
     std::cerr << "hmoe-eval: " << e.what() << "\n";
     return 1;

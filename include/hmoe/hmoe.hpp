@@ -31,4 +31,16 @@ using ReferenceModel =
                                    Experts<D, Placement<CPU>, Quant<Stored>, Isa<Generic>>,
                                    Mlp<D, Placement<CPU>>>>>;
 
+/// All on the CPU, with the routed experts on the fused AVX-512 or AMX kernels (`IsaTag` = AVX512 or AMX) and
+/// their weights as `Format` says (Stored: as the file has them; Int8 / BF16: converted at load). Attention,
+/// the dense layers and the shared experts stay on the f32 reference path.
+template <class IsaTag, class Format = Stored, model_dims D = dims::Dynamic>
+using CpuModel =
+    CausalLM<D,
+             DecoderLayer<MlaAttention<D, Placement<CPU>>, Mlp<D, Placement<CPU>>>,
+             DecoderLayer<MlaAttention<D, Placement<CPU>>,
+                          MoeLayer<TopKRouter<D, Placement<CPU>>,
+                                   Experts<D, Placement<CPU>, Quant<Format>, Isa<IsaTag>>,
+                                   Mlp<D, Placement<CPU>>>>>;
+
 }  // namespace hmoe

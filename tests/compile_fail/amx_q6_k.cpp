@@ -1,4 +1,4 @@
-// Must not compile: hmoe's AMX kernels take Int8, BF16 and Q4_K weights; Q6_K has none.
+// Must not compile: hmoe's AMX kernels take Int8, BF16, Q4_K (and Stored: each tensor as the file has it); Q6_K tiles do not exist.
 #include <hmoe/policy/select.hpp>
 #include <hmoe/model/dims.hpp>
 using namespace hmoe;

@@ -2,7 +2,11 @@
 /// \brief A fixed pool of worker threads with a blocking, statically split `parallel_for`.
 ///
 /// The reference path splits work evenly (rows of a matrix, heads of attention); a static split keeps the
-/// result independent of timing, so runs are bit-reproducible for a given thread count.
+/// result independent of timing, so runs are bit-reproducible for a given thread count. Kernels that want
+/// dynamic balance run one slice per thread and take tasks from a shared counter inside it.
+///
+/// `Pin::Cores` pins thread i to the i-th CPU this process may run on: expert weights streamed by a thread then
+/// stay in that core's caches between phases, and the OS does not migrate a thread mid-kernel.
 #pragma once
 
 #include <algorithm>
@@ -14,14 +18,22 @@
 #include <thread>
 #include <vector>
 
+#if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
+#endif
+
 namespace hmoe::cpu {
+
+enum class Pin { None, Cores };
 
 class ThreadPool {
  public:
   /// `threads` counts the calling thread too; 0 means one per hardware thread.
-  explicit ThreadPool(unsigned threads = 0) {
+  explicit ThreadPool(unsigned threads = 0, Pin pin = Pin::None) {
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 1; i < threads; ++i) workers_.emplace_back([this, i] { work(i); });
+    if (pin == Pin::Cores) pin_threads();
   }
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -83,6 +95,26 @@ class ThreadPool {
       lock.lock();
       if (--pending_ == 0) done_.notify_one();
     }
+  }
+
+  /// Best effort: a CPU set that forbids it (a container's cgroup, gVisor) leaves the threads unpinned.
+  void pin_threads() {
+#if defined(__linux__)
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;
+    std::vector<int> cpus;
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+    if (cpus.empty()) return;
+    auto pin = [&](pthread_t t, std::size_t i) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpus[i % cpus.size()], &one);
+      pthread_setaffinity_np(t, sizeof(one), &one);
+    };
+    pin(pthread_self(), 0);
+    for (std::size_t i = 0; i < workers_.size(); ++i) pin(workers_[i].native_handle(), i + 1);
+#endif
   }
 
   std::vector<std::thread> workers_;

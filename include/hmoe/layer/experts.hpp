@@ -1,12 +1,17 @@
 /// \file
 /// \brief The routed experts of a MoE layer: tokens grouped by expert, each group through that expert's SwiGLU,
-/// the results added back weighted by the router.
+/// the results added back weighted by the router. Isa<Generic> is the f32 reference; Isa<AVX512|AMX> runs
+/// the fused CPU kernels of cpu/fused_experts.hpp.
 #pragma once
 
 #include <concepts>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
+#include "hmoe/cpu/fused_experts.hpp"
+#include "hmoe/cpu/x86/intrinsics.hpp"
 #include "hmoe/layer/mlp.hpp"
 #include "hmoe/layer/router.hpp"
 
@@ -16,29 +21,51 @@ template <model_dims D, class... Ps>
 class Experts {
   using P = LayerPolicies<Ps...>;
   static_assert(std::same_as<typename P::device, CPU>, "hmoe: Experts has no GPU kernel yet; use Placement<CPU>");
-  static_assert(std::same_as<typename P::isa, Generic>,
-                "hmoe: Experts has only the Isa<Generic> reference kernel so far (AVX-512 and AMX kernels are not built yet)");
-  static_assert(std::same_as<typename P::format, Stored>,
-                "hmoe: Experts on the CPU runs the reference path only so far; use Quant<Stored>");
+  static constexpr bool reference = std::same_as<typename P::isa, Generic>;
+  static_assert(!reference || std::same_as<typename P::format, Stored>,
+                "hmoe: Experts with Isa<Generic> is the f32 reference path and takes Quant<Stored> only; "
+                "pick Isa<AVX512> or Isa<AMX> for other formats");
 
  public:
   using policies = P;
 
   Experts(const gguf::File& f, const DeepSeekHParams& h, int layer) : hidden_(h.hidden) {
-    P::require_available("Experts");
+    if constexpr (!cpu::x86::emulated) P::require_available("Experts");
+    cpu::ExpertSet set{h.hidden, h.expert_ffn, {}, {}, {}};
     for (std::int64_t e = 0; e < h.experts; ++e) {
       SwiGluWeights w{slice(f, block_tensor(layer, "ffn_gate_exps.weight"), e, h.experts, h.expert_ffn, h.hidden),
                       slice(f, block_tensor(layer, "ffn_up_exps.weight"), e, h.experts, h.expert_ffn, h.hidden),
                       slice(f, block_tensor(layer, "ffn_down_exps.weight"), e, h.experts, h.hidden, h.expert_ffn),
                       h.hidden, h.expert_ffn};
-      experts_.push_back(w);
+      if constexpr (reference) {
+        experts_.push_back(w);
+      } else {
+        using F = typename P::format;
+        set.gate.push_back(cpu::bind_expert_matrix<typename P::isa, F>(w.gate));
+        set.up.push_back(cpu::bind_expert_matrix<typename P::isa, F>(w.up));
+        set.down.push_back(cpu::bind_expert_matrix<typename P::isa, F>(w.down));
+      }
+    }
+    if constexpr (!reference) fused_.emplace(std::move(set));
+  }
+
+  /// What runs each role, e.g. "gate AMX Q4_K, up AMX Q4_K, down AVX512 Q6_K" (expert 0's; all experts of a
+  /// layer share their tensors' formats).
+  std::string kernels() const {
+    if constexpr (reference) return "reference f32 (dequantized on access)";
+    else {
+      const auto& m = fused_->matrices();
+      return "gate " + m.gate[0].kernel_name() + ", up " + m.up[0].kernel_name() + ", down " + m.down[0].kernel_name();
     }
   }
 
   /// out (tokens × hidden) += Σ_k weight · expert_k(x) for the routed experts of each token.
   void forward(cpu::ThreadPool& pool, const float* x, const Routing& routing, float* out) const {
-    const auto hidden = hidden_;
-    // (token, weight) pairs routed to each expert, in token order.
+    if constexpr (!reference) {
+      fused_->forward(pool, x, routing.tokens, routing.expert.data(), routing.weight.data(), routing.per_token, out);
+      return;
+    }
+    const auto hidden = hidden_;    // (token, weight) pairs routed to each expert, in token order.
     std::vector<std::vector<std::pair<std::int64_t, float>>> routed(experts_.size());
     for (std::int64_t i = 0; i < routing.tokens * routing.per_token; ++i)
       routed[static_cast<std::size_t>(routing.expert[static_cast<std::size_t>(i)])].emplace_back(
@@ -62,7 +89,8 @@ class Experts {
 
  private:
   std::int64_t hidden_;
-  std::vector<SwiGluWeights> experts_;
+  std::vector<SwiGluWeights> experts_;      // the reference path
+  std::optional<cpu::FusedExperts> fused_;  // the AVX-512 / AMX path
 };
 
 }  // namespace hmoe

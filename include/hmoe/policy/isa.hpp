@@ -51,12 +51,15 @@ inline std::uint64_t xgetbv0() {
 #endif
 }
 
+/// F, BW, VL, VNNI and BF16 (the kernels' target attribute names all of them; the BF16 kernel needs
+/// `vdpbf16ps`), with the OS saving ZMM state.
 inline bool cpu_has_avx512() {
   const auto l7 = cpuid(7, 0);
   const bool f = l7.ebx & (1u << 16), bw = l7.ebx & (1u << 30), vl = l7.ebx & (1u << 31);
   const bool vnni = l7.ecx & (1u << 11);
+  const bool bf16 = l7.eax >= 1 && (cpuid(7, 1).eax & (1u << 5));  // AVX512_BF16: leaf 7 subleaf 1
   constexpr std::uint64_t zmm_state = 0xE6;  // SSE, AVX, opmask, ZMM_Hi256, Hi16_ZMM
-  return f && bw && vl && vnni && (xgetbv0() & zmm_state) == zmm_state;
+  return f && bw && vl && vnni && bf16 && (xgetbv0() & zmm_state) == zmm_state;
 }
 
 inline bool cpu_has_amx() {
@@ -81,7 +84,9 @@ struct Generic {
   template <class F> static constexpr bool runs = quant_format<F>;
 };
 
-/// AVX-512 with VNNI (and BF16 where the part has it) for ggml block formats.
+/// AVX-512 F/BW/VL with VNNI and BF16 for ggml block formats: Cooper Lake, Sapphire Rapids and later Intel
+/// parts, Zen 4 and later. `available()` is false on parts without AVX512_BF16 (Skylake-X, Cascade Lake, Ice
+/// Lake), since every kernel is compiled for it.
 struct AVX512 : Generic {
   static constexpr std::string_view name = "AVX512";
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -90,17 +95,22 @@ struct AVX512 : Generic {
   static constexpr bool supported = false;
 #endif
   static bool available() { return supported && detail::cpu_has_avx512(); }
+  /// `Stored`: each tensor in the format the file stores, if it is one of the others here (a load error names
+  /// any tensor that is not).
   template <class F>
-  static constexpr bool runs = std::same_as<F, Q4_K> || std::same_as<F, Q5_K> || std::same_as<F, Q6_K> ||
-                               std::same_as<F, Q8_0> || std::same_as<F, BF16> || std::same_as<F, Int8>;
+  static constexpr bool runs = std::same_as<F, Stored> || std::same_as<F, Q4_K> || std::same_as<F, Q5_K> ||
+                               std::same_as<F, Q6_K> || std::same_as<F, Q5_0> || std::same_as<F, Q8_0> ||
+                               std::same_as<F, BF16> || std::same_as<F, Int8>;
 };
 
 /// Intel AMX tiles (INT8 and BF16), with AVX-512 for what tiles do not cover.
 struct AMX : AVX512 {
   static constexpr std::string_view name = "AMX";
   static bool available() { return supported && detail::cpu_has_amx(); }
+  /// `Stored`: Q4_K and BF16 tensors on tiles, the other stored formats on the AVX-512 kernels.
   template <class F>
-  static constexpr bool runs = std::same_as<F, Int8> || std::same_as<F, BF16> || std::same_as<F, Q4_K>;
+  static constexpr bool runs = std::same_as<F, Stored> || std::same_as<F, Int8> || std::same_as<F, BF16> ||
+                               std::same_as<F, Q4_K>;
 };
 
 template <class T>

@@ -29,6 +29,7 @@ struct F32 : GgmlFormat<GgmlType::F32, void> {};
 struct BF16 : GgmlFormat<GgmlType::BF16, void> {};
 struct Q8_K : GgmlFormat<GgmlType::Q8_K, void> {};   ///< activations of the K-quants
 struct Q8_0 : GgmlFormat<GgmlType::Q8_0, Q8_0> {};
+struct Q5_0 : GgmlFormat<GgmlType::Q5_0, Q8_0> {};   ///< activations: Q8_0, as ggml
 struct Q4_K : GgmlFormat<GgmlType::Q4_K, Q8_K> {};
 struct Q5_K : GgmlFormat<GgmlType::Q5_K, Q8_K> {};
 struct Q6_K : GgmlFormat<GgmlType::Q6_K, Q8_K> {};

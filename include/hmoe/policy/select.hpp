@@ -51,9 +51,9 @@ struct LayerPolicies {
   static_assert(!(std::same_as<device, GPU> && isa_given),
                 "hmoe: Isa<> picks CPU kernels; a layer with Placement<GPU> runs CUDA kernels and takes no Isa<>");
   static_assert(!std::same_as<isa, AMX> || AMX::runs<format>,
-                "hmoe: Isa<AMX> runs Quant<Int8>, Quant<BF16> or Quant<Q4_K> weights only");
+                "hmoe: Isa<AMX> runs Quant<Int8>, Quant<BF16>, Quant<Q4_K> or Quant<Stored> weights only");
   static_assert(!std::same_as<isa, AVX512> || AVX512::runs<format>,
-                "hmoe: Isa<AVX512> runs Quant<Q4_K|Q5_K|Q6_K|Q8_0|BF16|Int8> weights only");
+                "hmoe: Isa<AVX512> runs Quant<Q4_K|Q5_K|Q6_K|Q8_0|Q5_0|BF16|Int8|Stored> weights only");
   static_assert(!std::same_as<format, Q8_K>, "hmoe: Q8_K is an activation format; weights cannot be Quant<Q8_K>");
 
   /// The start-up half of the check: the compiler allowed the ISA, the running CPU must have it too.
@@ -62,7 +62,8 @@ struct LayerPolicies {
       throw std::runtime_error("hmoe: " + std::string(layer) + " is built with Isa<" + std::string(isa::name) +
                                ">, which this CPU does not offer (cpuid" +
                                (std::same_as<isa, AMX> ? std::string(", or the kernel refused AMX tile state") : "") +
-                               "); choose a model type with Isa<AVX512> or Isa<Generic>");
+                               "); choose a model type with " +
+                               (std::same_as<isa, AMX> ? "Isa<AVX512> or Isa<Generic>" : "Isa<Generic>"));
   }
 };
 

@@ -1,0 +1,118 @@
+/// \file
+/// \brief `PackedInt8`: int8 weights with one f32 scale per output channel, in 16-channel panels laid out as
+/// AMX B tiles, and its activation format (int8 with one f32 scale per token).
+///
+/// Weights: scale = amax / 127 per row, q = round-half-even(x / scale) from the dequantized stored row, so any
+/// stored type packs. Columns are zero-padded to a multiple of 64. Panel p, K chunk c is one 1 KiB B tile:
+/// byte 64 g + 4 n + i = q[16 p + n][64 c + 4 g + i] (16 rows of 4-K groups x 16 channels). Rows past the
+/// matrix are zero with scale 0. 128 times each row's sum of q is kept for the AVX-512 path, which adds 128 to the
+/// activations (VPDPBUSD multiplies unsigned by signed) and subtracts 128 * sum afterwards.
+///
+/// Activations: one symmetric scale per token (amax / 127), so a C tile accumulates the whole K in int32
+/// (|sum| <= 127^2 K, exact for K < 133000) and is read out once; a per-256 scale would force a tile store
+/// every 4 tile products. Row layout: kp int8 values, then the f32 scale in a 64-byte trailer (rows stay
+/// 64-byte multiples).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <vector>
+
+#include "hmoe/cpu/amx/panel.hpp"
+#include "hmoe/quant/dequantize.hpp"
+#include "hmoe/quant/weight_view.hpp"
+
+namespace hmoe::cpu::amx {
+
+class PackedInt8 {
+ public:
+  static constexpr int chunk_k = 64;          ///< K per B tile
+  static constexpr int chunk_bytes = 1024;    ///< one B tile
+
+  static PackedInt8 pack(const WeightMatrix& w) {
+    check_readable("PackedInt8", w);
+    PackedInt8 p;
+    p.rows_ = w.rows;
+    p.cols_ = w.cols;
+    p.kp_ = round_up(w.cols, chunk_k);
+    const std::int64_t panels = panel_count(w.rows);
+    p.data_ = AlignedBytes(static_cast<std::size_t>(panels * (p.kp_ / chunk_k) * chunk_bytes));
+    p.scale_.assign(static_cast<std::size_t>(panels * panel_rows), 0.0f);
+    p.bias_.assign(static_cast<std::size_t>(panels * panel_rows), 0);
+    std::vector<float> x(static_cast<std::size_t>(w.cols));
+    for (std::int64_t r = 0; r < w.rows; ++r) {
+      w.dequantize_row(r, x.data());
+      float amax = 0.0f;
+      for (float v : x) amax = std::max(amax, std::fabs(v));
+      const float scale = amax / 127.0f;
+      std::int32_t sum = 0;
+      for (std::int64_t k = 0; k < w.cols; ++k) {
+        const float q = scale > 0.0f ? std::nearbyint(x[k] / scale) : 0.0f;
+        const auto qi = static_cast<std::int8_t>(std::clamp(q, -127.0f, 127.0f));
+        reinterpret_cast<std::int8_t*>(p.data_.data())[p.weight_offset(r, k)] = qi;
+        sum += qi;
+      }
+      p.scale_[r] = scale;
+      p.bias_[r] = 128 * sum;
+    }
+    return p;
+  }
+
+  std::int64_t rows() const { return rows_; }
+  std::int64_t cols() const { return cols_; }
+  std::int64_t padded_cols() const { return kp_; }
+  std::int64_t chunks() const { return kp_ / chunk_k; }
+
+  /// B tile of panel p, K chunk c.
+  const std::byte* chunk(std::int64_t p, std::int64_t c) const {
+    return data_.data() + static_cast<std::size_t>((p * chunks() + c) * chunk_bytes);
+  }
+  const float* scales() const { return scale_.data(); }        ///< per row, padded to whole panels
+  const std::int32_t* row_biases() const { return bias_.data(); }  ///< 128 * sum of q per row, padded
+
+  std::int8_t weight(std::int64_t r, std::int64_t k) const {
+    return reinterpret_cast<const std::int8_t*>(data_.data())[weight_offset(r, k)];
+  }
+  float scale(std::int64_t r) const { return scale_[static_cast<std::size_t>(r)]; }
+
+ private:
+  std::size_t weight_offset(std::int64_t r, std::int64_t k) const {
+    const std::int64_t p = r / panel_rows, n = r % panel_rows, c = k / chunk_k, g = (k % chunk_k) / 4, i = k % 4;
+    return static_cast<std::size_t>((p * chunks() + c) * chunk_bytes + 64 * g + 4 * n + i);
+  }
+
+  std::int64_t rows_ = 0, cols_ = 0, kp_ = 0;
+  AlignedBytes data_;
+  std::vector<float> scale_;
+  std::vector<std::int32_t> bias_;
+};
+
+/// padded_cols int8 values and a 64-byte trailer holding the f32 scale.
+inline std::size_t activation_row_bytes(const PackedInt8& w) {
+  return static_cast<std::size_t>(w.padded_cols()) + 64;
+}
+
+/// The scale of an Int8 activation row.
+inline float activation_scale(const PackedInt8& w, const std::byte* row) {
+  float s;
+  std::memcpy(&s, row + w.padded_cols(), 4);
+  return s;
+}
+
+/// x (cols floats) to one activation row: scale = amax / 127, q = round-half-even(x / scale), zero padding.
+inline void quantize_activation_row(const PackedInt8& w, const float* x, std::byte* out) {
+  float amax = 0.0f;
+  for (std::int64_t k = 0; k < w.cols(); ++k) amax = std::max(amax, std::fabs(x[k]));
+  const float scale = amax / 127.0f;
+  auto* q = reinterpret_cast<std::int8_t*>(out);
+  for (std::int64_t k = 0; k < w.cols(); ++k)
+    q[k] = static_cast<std::int8_t>(scale > 0.0f ? std::clamp(std::nearbyint(x[k] / scale), -127.0f, 127.0f) : 0.0f);
+  std::memset(out + w.cols(), 0, static_cast<std::size_t>(w.padded_cols() - w.cols() + 64));
+  std::memcpy(out + w.padded_cols(), &scale, 4);
+}
+
+}  // namespace hmoe::cpu::amx

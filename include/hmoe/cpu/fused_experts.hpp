@@ -1,0 +1,179 @@
+/// \file
+/// \brief The routed experts of one MoE layer on the CPU: tokens grouped by expert, gate and up in one pass,
+/// SiLU·mul, down, and the router-weighted sum into the output.
+///
+/// Work is a list of equal tasks, (expert, block of output rows), taken by the pool's threads from a shared
+/// counter, so an expert with many tokens and one with few balance out. Decode (one token, k experts) and
+/// prefill (many tokens per expert) run the same code: with one token every thread works on slices of the k
+/// selected experts, which is what streams their weights from RAM at full bandwidth.
+///
+/// Phases, each a barrier (a `parallel_for`):
+///   1. quantize each routed (token, slot) input row straight into its expert's group  (slots × act bytes)
+///   2. gate and up for (expert, rows) tasks; h = silu(gate) · up                      (slots × ffn f32)
+///   3. quantize h rows for the down matrices                                          (slots × act bytes)
+///   4. down for (expert, rows) tasks                                                  (slots × hidden f32)
+///   5. out[t] += Σ_j weight(t, j) · y(slot of t, j), in slot order, so results do not depend on timing
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "hmoe/cpu/expert_matrix.hpp"
+#include "hmoe/cpu/thread_pool.hpp"
+
+namespace hmoe::cpu {
+
+/// The three matrices of every routed expert of one layer: gate, up (ffn × hidden) and down (hidden × ffn).
+struct ExpertSet {
+  std::int64_t hidden = 0, ffn = 0;
+  std::vector<ExpertMatrix> gate, up, down;
+};
+
+class FusedExperts {
+ public:
+  explicit FusedExperts(ExpertSet set) : set_(std::move(set)) {
+    const auto n = set_.gate.size();
+    if (n == 0 || set_.up.size() != n || set_.down.size() != n)
+      throw std::invalid_argument("hmoe::cpu::FusedExperts: gate, up and down need one matrix per expert");
+    for (std::size_t e = 0; e < n; ++e) {
+      // Gate and up read one quantized input; down reads one quantized h. Mixed formats inside a role would
+      // need several copies of each input, and no converter writes such files.
+      if (set_.gate[e].activation_format() != set_.gate[0].activation_format() ||
+          set_.up[e].activation_format() != set_.gate[0].activation_format() ||
+          set_.down[e].activation_format() != set_.down[0].activation_format())
+        throw std::invalid_argument("hmoe::cpu::FusedExperts: expert " + std::to_string(e) +
+                                    " mixes activation formats (gate " + set_.gate[e].kernel_name() + ", up " +
+                                    set_.up[e].kernel_name() + ", down " + set_.down[e].kernel_name() + ")");
+    }
+    in_bytes_ = set_.gate[0].activation_row_bytes();
+    h_bytes_ = set_.down[0].activation_row_bytes();
+  }
+
+  std::int64_t experts() const { return static_cast<std::int64_t>(set_.gate.size()); }
+  const ExpertSet& matrices() const { return set_; }
+
+  /// out (tokens × hidden) += Σ_j weight[t·k + j] · expert_{id[t·k + j]}(x_t). Not reentrant: one call at a
+  /// time per object (the scratch buffers are reused between calls).
+  void forward(ThreadPool& pool, const float* x, std::int64_t tokens, const std::int32_t* id, const float* weight,
+               std::int64_t k, float* out) const {
+    const std::int64_t hidden = set_.hidden, ffn = set_.ffn, slots = tokens * k;
+    if (slots == 0) return;
+    group_by_expert(tokens, id, k);
+
+    // 1. Inputs, quantized once per (token, slot) into the expert's contiguous group.
+    in_q_.resize(static_cast<std::size_t>(slots) * in_bytes_);
+    const auto& quantizer = set_.gate[static_cast<std::size_t>(active_.front())];
+    pool.parallel_for(slots, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t s = b; s < e; ++s)
+        quantizer.quantize_activation(x + slot_token_[static_cast<std::size_t>(s)] * hidden,
+                                      in_q_.data() + static_cast<std::size_t>(s) * in_bytes_);
+    });
+
+    // 2. Gate and up, then h = silu(gate) · up in place of up.
+    gate_.resize(static_cast<std::size_t>(slots * ffn));
+    h_.resize(gate_.size());
+    run_tasks(pool, ffn, [&](std::int64_t expert, std::int64_t r0, std::int64_t r1) {
+      const auto first = offset_[static_cast<std::size_t>(expert)];
+      const auto n = offset_[static_cast<std::size_t>(expert) + 1] - first;
+      const auto* act = in_q_.data() + static_cast<std::size_t>(first) * in_bytes_;
+      float* g = gate_.data() + first * ffn;
+      float* u = h_.data() + first * ffn;
+      set_.gate[static_cast<std::size_t>(expert)].matmul(r0, r1, act, in_bytes_, n, g, ffn);
+      set_.up[static_cast<std::size_t>(expert)].matmul(r0, r1, act, in_bytes_, n, u, ffn);
+      for (std::int64_t t = 0; t < n; ++t)
+        for (std::int64_t r = r0; r < r1; ++r) {
+          const float gv = g[t * ffn + r];
+          u[t * ffn + r] *= gv / (1.0f + std::exp(-gv));
+        }
+    });
+
+    // 3. h quantized for the down matrices.
+    h_q_.resize(static_cast<std::size_t>(slots) * h_bytes_);
+    const auto& h_quantizer = set_.down[static_cast<std::size_t>(active_.front())];
+    pool.parallel_for(slots, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t s = b; s < e; ++s)
+        h_quantizer.quantize_activation(h_.data() + s * ffn, h_q_.data() + static_cast<std::size_t>(s) * h_bytes_);
+    });
+
+    // 4. Down.
+    y_.resize(static_cast<std::size_t>(slots * hidden));
+    run_tasks(pool, hidden, [&](std::int64_t expert, std::int64_t r0, std::int64_t r1) {
+      const auto first = offset_[static_cast<std::size_t>(expert)];
+      const auto n = offset_[static_cast<std::size_t>(expert) + 1] - first;
+      set_.down[static_cast<std::size_t>(expert)].matmul(r0, r1, h_q_.data() + static_cast<std::size_t>(first) * h_bytes_,
+                                                         h_bytes_, n, y_.data() + first * hidden, hidden);
+    });
+
+    // 5. Weighted sum, slot order fixed.
+    pool.parallel_for(tokens, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t t = b; t < e; ++t)
+        for (std::int64_t j = 0; j < k; ++j) {
+          const float w = weight[t * k + j];
+          const float* y = y_.data() + slot_of_[static_cast<std::size_t>(t * k + j)] * hidden;
+          float* o = out + t * hidden;
+          for (std::int64_t c = 0; c < hidden; ++c) o[c] += w * y[c];
+        }
+    });
+  }
+
+ private:
+  /// Counting sort of the (token, j) pairs by expert: offset_[e] .. offset_[e+1] are expert e's slots, in
+  /// token order; slot_of_[t·k + j] says where pair (t, j) went.
+  void group_by_expert(std::int64_t tokens, const std::int32_t* id, std::int64_t k) const {
+    const auto n = experts();
+    offset_.assign(static_cast<std::size_t>(n) + 1, 0);
+    for (std::int64_t i = 0; i < tokens * k; ++i) {
+      if (id[i] < 0 || id[i] >= n)
+        throw std::out_of_range("hmoe::cpu::FusedExperts: expert id " + std::to_string(id[i]) + " outside [0, " +
+                                std::to_string(n) + ")");
+      ++offset_[static_cast<std::size_t>(id[i]) + 1];
+    }
+    active_.clear();
+    for (std::int64_t e = 0; e < n; ++e) {
+      if (offset_[static_cast<std::size_t>(e) + 1] > 0) active_.push_back(e);
+      offset_[static_cast<std::size_t>(e) + 1] += offset_[static_cast<std::size_t>(e)];
+    }
+    fill_.assign(offset_.begin(), offset_.end() - 1);
+    slot_of_.resize(static_cast<std::size_t>(tokens * k));
+    slot_token_.resize(slot_of_.size());
+    for (std::int64_t i = 0; i < tokens * k; ++i) {
+      const auto s = fill_[static_cast<std::size_t>(id[i])]++;
+      slot_of_[static_cast<std::size_t>(i)] = s;
+      slot_token_[static_cast<std::size_t>(s)] = i / k;
+    }
+  }
+
+  /// Runs fn(expert, r0, r1) over blocks of `rows` output rows of every active expert, blocks taken from a
+  /// shared counter. Blocks are a multiple of 16 rows (the AMX panel) and small enough for about eight per
+  /// thread, so the last ones to finish are short.
+  template <class Fn>
+  void run_tasks(ThreadPool& pool, std::int64_t rows, Fn&& fn) const {
+    const auto experts = static_cast<std::int64_t>(active_.size());
+    const std::int64_t want = 8 * static_cast<std::int64_t>(pool.size());
+    std::int64_t block = (experts * rows + want - 1) / want;
+    block = std::clamp<std::int64_t>((block + 15) / 16 * 16, 16, 512);
+    const std::int64_t per_expert = (rows + block - 1) / block, tasks = experts * per_expert;
+    std::atomic<std::int64_t> next{0};
+    pool.parallel_for(static_cast<std::int64_t>(pool.size()), [&](std::int64_t, std::int64_t) {
+      for (std::int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < tasks;) {
+        const auto r0 = (i % per_expert) * block;
+        fn(active_[static_cast<std::size_t>(i / per_expert)], r0, std::min(rows, r0 + block));
+      }
+    });
+  }
+
+  ExpertSet set_;
+  std::size_t in_bytes_ = 0, h_bytes_ = 0;
+  // Scratch reused between calls (grown, never shrunk).
+  mutable std::vector<std::int64_t> offset_, fill_, slot_of_, slot_token_, active_;
+  mutable std::vector<std::byte> in_q_, h_q_;
+  mutable std::vector<float> gate_, h_, y_;
+};
+
+}  // namespace hmoe::cpu

@@ -1,0 +1,34 @@
+/// \file
+/// \brief BF16 GEMM through cuBLASLt for prefill and the output head: y (m × n) = x (m × k) · Wᵀ, W (n × k)
+/// row-major as GGUF stores a weight, f32 accumulation, f32 or bf16 output.
+#pragma once
+
+#include <cstdint>
+
+#include "hmoe/cuda/buffer.hpp"
+#include "hmoe/cuda/types.hpp"
+
+namespace hmoe::cuda {
+
+class Stream;
+
+/// A cuBLASLt handle and its workspace, for the current device. One per thread (or per stream) of work.
+class Gemm {
+ public:
+  explicit Gemm(std::size_t workspace_bytes = 32u << 20);
+  ~Gemm();
+  Gemm(const Gemm&) = delete;
+  Gemm& operator=(const Gemm&) = delete;
+
+  /// y = alpha · x · Wᵀ + beta · y. All pointers device, 16-byte aligned; rows are dense (lda = k, ldy = n).
+  /// Instantiated for Out = float and Bf16. Throws CudaError if cuBLASLt has no algorithm for the shape.
+  template <activation Out>
+  void bf16(const Bf16* x, const Bf16* w, Out* y, std::int64_t m, std::int64_t n, std::int64_t k, const Stream& s,
+            float alpha = 1.0f, float beta = 0.0f);
+
+ private:
+  void* handle_ = nullptr;
+  Buffer workspace_;
+};
+
+}  // namespace hmoe::cuda
