@@ -7,6 +7,7 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -75,15 +76,41 @@ void Gemm::bf16(const Bf16* x, const Bf16* w, Out* y, std::int64_t m, std::int64
   const std::size_t ws = workspace_.bytes();
   HMOE_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(call.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                                      sizeof(ws)));
-  cublasLtMatmulHeuristicResult_t result{};
+  // Split-K must add its partial products in f32. For a bf16 output the INPLACE and OUTPUT_TYPE reduction schemes
+  // add the parts in bf16, rounding once per part: each rounding is relative to a partial sum, which can be much
+  // larger than the final value (the failing m=3, n=64, k=2048 case: a tiny output, so the heuristic splits K).
+  // Allow only NONE and COMPUTE_TYPE for bf16, and check the chosen algorithm's scheme as well.
+  constexpr bool bf16_out = std::is_same_v<Out, Bf16>;
+  if constexpr (bf16_out) {
+    const std::uint32_t mask = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    HMOE_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(call.pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &mask,
+                                                       sizeof(mask)));
+  }
+  constexpr int max_results = 8;
+  cublasLtMatmulHeuristicResult_t results[max_results] = {};
   int found = 0;
   const auto h = static_cast<cublasLtHandle_t>(handle_);
-  HMOE_LT_CHECK(cublasLtMatmulAlgoGetHeuristic(h, call.op, call.a, call.b, call.c, call.c, call.pref, 1, &result,
-                                               &found));
-  if (found == 0)
+  HMOE_LT_CHECK(cublasLtMatmulAlgoGetHeuristic(h, call.op, call.a, call.b, call.c, call.c, call.pref, max_results,
+                                               results, &found));
+  const cublasLtMatmulAlgo_t* algo = nullptr;
+  for (int i = 0; i < found && algo == nullptr; ++i) {
+    if (results[i].state != CUBLAS_STATUS_SUCCESS) continue;
+    if constexpr (bf16_out) {
+      std::uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
+      std::int32_t splits = 1;
+      std::size_t got = 0;
+      HMOE_LT_CHECK(cublasLtMatmulAlgoConfigGetAttribute(&results[i].algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits,
+                                                         sizeof(splits), &got));
+      HMOE_LT_CHECK(cublasLtMatmulAlgoConfigGetAttribute(&results[i].algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+                                                         &scheme, sizeof(scheme), &got));
+      if (splits > 1 && scheme != CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE) continue;
+    }
+    algo = &results[i].algo;
+  }
+  if (algo == nullptr)
     throw CudaError("hmoe::cuda::Gemm::bf16: cuBLASLt has no algorithm for m=" + std::to_string(m) +
                     " n=" + std::to_string(n) + " k=" + std::to_string(k));
-  HMOE_LT_CHECK(cublasLtMatmul(h, call.op, &alpha, w, call.a, x, call.b, &beta, y, call.c, y, call.c, &result.algo,
+  HMOE_LT_CHECK(cublasLtMatmul(h, call.op, &alpha, w, call.a, x, call.b, &beta, y, call.c, y, call.c, algo,
                                workspace_.data(), ws, detail::native(s)));
 }
 

@@ -1,10 +1,17 @@
 /// \file
-/// \brief gemv_q4_k: one warp per output row, eight lanes per Q4_K block, four blocks per warp step.
+/// \brief gemv_q4_k: each warp computes two output rows, eight lanes per Q4_K block, four blocks per warp step;
+/// for few rows, two warps split a row's blocks and add their partial sums through shared memory.
 ///
 /// Lane j (0..7) of a block reads the 16 bytes qs[16j .. 16j+15]: chunk c = j / 2 of 64 values, whose low nibbles
 /// are values 64c + 16(j % 2) + m of sub-block 2c and high nibbles values 32 further on, in sub-block 2c + 1
 /// (k_blocks.hpp's layout). Per sub-block it sums q·x and x, so the scale and the min are applied once:
 /// (d·sc)·Σq·x − (dmin·m)·Σx. NT tokens share each weight load.
+///
+/// Bandwidth (decode is memory-bound): a warp step issues 16-byte streaming loads (block head and qs) for both rows,
+/// and the next step's loads are issued before this step's arithmetic, so a lane keeps 8 × 16 bytes in flight.
+/// The two rows share the activations (read from L1) and Σx, which halves the L1 traffic of the f32 activations
+/// (8 bytes of x per weight byte and row otherwise). Nibbles become f32 through byte_to_f32 (PRMT + exact FADD),
+/// not through int-to-float conversions, which run at a quarter rate and capped the first version near 1 TB/s.
 #include <cuda_fp16.h>
 
 #include <stdexcept>
@@ -18,93 +25,182 @@
 namespace hmoe::cuda {
 
 namespace {
-constexpr int warps = 4;  // rows per block
+constexpr int warps = 4;          // warps per block
+constexpr int rows_per_warp = 2;  // rows sharing each activation load
 
 __device__ __forceinline__ float half_bits_to_f32(std::uint16_t b) { return __half2float(__ushort_as_half(b)); }
 
-/// Byte i (0..15) of a 16-byte register value, selected without spilling it to local memory.
-__device__ __forceinline__ int byte_of(const uint4& v, int i) {
-  const unsigned w = i < 4 ? v.x : i < 8 ? v.y : i < 12 ? v.z : v.w;
-  return static_cast<int>((w >> (8 * (i & 3))) & 0xFFu);
-}
-
-/// quant::detail::k4_scale_min on the block's first 16 bytes (scales start at byte 4), kept in registers.
-__device__ __forceinline__ void scale_min(const uint4& head, int j, int& sc, int& m) {
-  const auto s = [&](int i) { return byte_of(head, 4 + i); };
-  if (j < 4) {
-    sc = s(j) & 63;
-    m = s(j + 4) & 63;
+/// Scales and mins of sub-blocks 2c and 2c + 1 (quant::detail::k4_scale_min) from the block's first 16 bytes
+/// (scales start at byte 4: words y, z, w hold scales[0..3], [4..7], [8..11]), as 16-bit pairs (byte 0: sub-block
+/// 2c, byte 1: 2c + 1), unpacked with a few word operations instead of per-byte selects.
+__device__ __forceinline__ void scale_min_pair(const uint4& head, int c, unsigned& sc2, unsigned& m2) {
+  const int sh = 16 * (c & 1);
+  const unsigned y = head.y >> sh, z = head.z >> sh, wd = head.w >> sh;
+  if (c < 2) {
+    sc2 = y & 0x3F3Fu;
+    m2 = z & 0x3F3Fu;
   } else {
-    sc = (s(j + 4) & 0x0F) | ((s(j - 4) >> 6) << 4);
-    m = (s(j + 4) >> 4) | ((s(j) >> 6) << 4);
+    sc2 = (wd & 0x0F0Fu) | ((y >> 2) & 0x3030u);
+    m2 = ((wd >> 4) & 0x0F0Fu) | ((z >> 2) & 0x3030u);
   }
 }
 
-template <class T, int NT>
+/// KS warps of a CTA share R rows and split the row's blocks between them (warp kw takes the warp steps
+/// kw, kw + KS, ...), then add their partial sums through shared memory: short rows (k = 2048..7168 is 8..28
+/// blocks) still give every SM enough warps, and no output zeroing or atomics are needed.
+template <class T, int NT, int KS>
 __global__ void __launch_bounds__(32 * warps)
     gemv_q4_k_kernel(const quant::BlockQ4_K* __restrict__ w, const T* __restrict__ x, float* __restrict__ y,
                      std::int64_t rows, std::int64_t k) {
-  const int lane = threadIdx.x & 31;
-  const std::int64_t row = blockIdx.x * static_cast<std::int64_t>(warps) + (threadIdx.x >> 5);
-  if (row >= rows) return;
+  constexpr int R = rows_per_warp;
+  constexpr int G = warps / KS;  // row groups per CTA
+  static_assert(warps % KS == 0, "KS must divide the warps of a CTA");
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = warp / KS, kw = warp % KS;
+  const std::int64_t row0 = (blockIdx.x * static_cast<std::int64_t>(G) + g) * R;
   const std::int64_t nb = k / quant::qk_k;
-  const int j = lane & 7;        // 16-byte slice of qs within the block
-  const int c = j >> 1;          // 64-value chunk
+  const int j = lane & 7;                // 16-byte slice of qs within the block
+  const int c = j >> 1;                  // 64-value chunk
   const int lo = 64 * c + 16 * (j & 1);  // first value of the low-nibble run; the high run is 32 further on
-  const unsigned char* wrow = reinterpret_cast<const unsigned char*>(w + row * nb);
-
-  float acc[NT];
+  const unsigned char* wrow[R];
 #pragma unroll
-  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+  for (int r = 0; r < R; ++r) {  // a row past the end re-reads the last row and stores nothing
+    const std::int64_t rr = row0 + r < rows ? row0 + r : rows - 1;
+    wrow[r] = reinterpret_cast<const unsigned char*>(w + rr * nb);
+  }
 
-#pragma unroll 2
-  for (std::int64_t b = lane >> 3; b < nb; b += 4) {
-    const unsigned char* blk = wrow + b * sizeof(quant::BlockQ4_K);
-    const uint4 head = *reinterpret_cast<const uint4*>(blk);  // d, dmin, scales[12]
-    const uint4 qv = *reinterpret_cast<const uint4*>(blk + 16 + 16 * j);
-    int sc0, m0, sc1, m1;
-    scale_min(head, 2 * c, sc0, m0);
-    scale_min(head, 2 * c + 1, sc1, m1);
-    const float d = half_bits_to_f32(static_cast<std::uint16_t>(head.x & 0xFFFFu));
-    const float dmin = half_bits_to_f32(static_cast<std::uint16_t>(head.x >> 16));
-    const float ds0 = d * static_cast<float>(sc0), dm0 = dmin * static_cast<float>(m0);
-    const float ds1 = d * static_cast<float>(sc1), dm1 = dmin * static_cast<float>(m1);
-    float qlo[16], qhi[16];
-    const unsigned words[4] = {qv.x, qv.y, qv.z, qv.w};
+  float acc[R][NT];
 #pragma unroll
-    for (int m = 0; m < 16; ++m) {
-      const unsigned byte = (words[m >> 2] >> (8 * (m & 3))) & 0xFFu;
-      qlo[m] = static_cast<float>(byte & 0x0Fu);
-      qhi[m] = static_cast<float>(byte >> 4);
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
+
+  constexpr int bstep = 4 * KS;
+  std::int64_t b = (lane >> 3) + 4 * kw;
+  uint4 head[R], qv[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) head[r] = qv[r] = make_uint4(0, 0, 0, 0);
+  if (b < nb) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      const unsigned char* blk = wrow[r] + b * sizeof(quant::BlockQ4_K);
+      head[r] = detail::load_stream(blk);  // d, dmin, scales[12]
+      qv[r] = detail::load_stream(blk + 16 + 16 * j);
+    }
+  }
+  for (; b < nb; b += bstep) {
+    // Issue the next step's loads first: they are in flight during this step's arithmetic.
+    uint4 nhead[R], nqv[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) nhead[r] = head[r], nqv[r] = qv[r];
+    if (b + bstep < nb) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const unsigned char* blk = wrow[r] + (b + bstep) * sizeof(quant::BlockQ4_K);
+        nhead[r] = detail::load_stream(blk);
+        nqv[r] = detail::load_stream(blk + 16 + 16 * j);
+      }
+    }
+
+    float qlo[R][16], qhi[R][16], ds0[R], dm0[R], ds1[R], dm1[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      unsigned sc2, m2;
+      scale_min_pair(head[r], c, sc2, m2);
+      const float d = half_bits_to_f32(static_cast<std::uint16_t>(head[r].x & 0xFFFFu));
+      const float dmin = half_bits_to_f32(static_cast<std::uint16_t>(head[r].x >> 16));
+      ds0[r] = d * detail::byte_to_f32<0>(sc2, detail::magic_u8);
+      ds1[r] = d * detail::byte_to_f32<1>(sc2, detail::magic_u8);
+      dm0[r] = dmin * detail::byte_to_f32<0>(m2, detail::magic_u8);
+      dm1[r] = dmin * detail::byte_to_f32<1>(m2, detail::magic_u8);
+      const unsigned words[4] = {qv[r].x, qv[r].y, qv[r].z, qv[r].w};
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const unsigned wl = words[q] & 0x0F0F0F0Fu, wh = (words[q] >> 4) & 0x0F0F0F0Fu;
+        qlo[r][4 * q + 0] = detail::byte_to_f32<0>(wl, detail::magic_u8);
+        qlo[r][4 * q + 1] = detail::byte_to_f32<1>(wl, detail::magic_u8);
+        qlo[r][4 * q + 2] = detail::byte_to_f32<2>(wl, detail::magic_u8);
+        qlo[r][4 * q + 3] = detail::byte_to_f32<3>(wl, detail::magic_u8);
+        qhi[r][4 * q + 0] = detail::byte_to_f32<0>(wh, detail::magic_u8);
+        qhi[r][4 * q + 1] = detail::byte_to_f32<1>(wh, detail::magic_u8);
+        qhi[r][4 * q + 2] = detail::byte_to_f32<2>(wh, detail::magic_u8);
+        qhi[r][4 * q + 3] = detail::byte_to_f32<3>(wh, detail::magic_u8);
+      }
     }
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       const T* xb = x + t * k + b * quant::qk_k + lo;
-      float xlo[16], xhi[16];
-      detail::load16(xb, xlo);
-      detail::load16(xb + 32, xhi);
-      float qx0 = 0.0f, sx0 = 0.0f, qx1 = 0.0f, sx1 = 0.0f;
+      float xv[16];
+      detail::load16(xb, xv);
+      float sx = 0.0f;
 #pragma unroll
-      for (int m = 0; m < 16; ++m) {
-        qx0 = fmaf(qlo[m], xlo[m], qx0);
-        sx0 += xlo[m];
-        qx1 = fmaf(qhi[m], xhi[m], qx1);
-        sx1 += xhi[m];
+      for (int m = 0; m < 16; ++m) sx += xv[m];
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        float qx = 0.0f;
+#pragma unroll
+        for (int m = 0; m < 16; ++m) qx = fmaf(qlo[r][m], xv[m], qx);
+        acc[r][t] += ds0[r] * qx - dm0[r] * sx;
       }
-      acc[t] += ds0 * qx0 - dm0 * sx0 + ds1 * qx1 - dm1 * sx1;
-    }
-  }
+      detail::load16(xb + 32, xv);
+      sx = 0.0f;
 #pragma unroll
-  for (int t = 0; t < NT; ++t) {
-    const float v = detail::warp_sum(acc[t]);
-    if (lane == 0) y[t * rows + row] = v;
+      for (int m = 0; m < 16; ++m) sx += xv[m];
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        float qx = 0.0f;
+#pragma unroll
+        for (int m = 0; m < 16; ++m) qx = fmaf(qhi[r][m], xv[m], qx);
+        acc[r][t] += ds1[r] * qx - dm1[r] * sx;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) head[r] = nhead[r], qv[r] = nqv[r];
+  }
+  if constexpr (KS == 1) {
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        const float v = detail::warp_sum(acc[r][t]);
+        if (lane == 0 && row0 + r < rows) y[t * rows + row0 + r] = v;
+      }
+  } else {
+    __shared__ float part[warps][R * NT];
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        const float v = detail::warp_sum(acc[r][t]);
+        if (lane == 0) part[warp][r * NT + t] = v;
+      }
+    __syncthreads();
+    // The group's first warp adds the KS partial sums, one output per lane.
+    if (kw == 0 && lane < R * NT) {
+      const int r = lane / NT, t = lane % NT;
+      float v = part[warp][lane];
+#pragma unroll
+      for (int i = 1; i < KS; ++i) v += part[warp + i][lane];
+      if (row0 + r < rows) y[t * rows + row0 + r] = v;
+    }
   }
 }
 
+template <class T, int NT, int KS>
+void launch_ks(const quant::BlockQ4_K* w, const T* x, float* y, std::int64_t rows, std::int64_t k, cudaStream_t s) {
+  gemv_q4_k_kernel<T, NT, KS>
+      <<<detail::blocks_for(rows, warps / KS * rows_per_warp), 32 * warps, 0, s>>>(w, x, y, rows, k);
+  HMOE_CUDA_CHECK_LAUNCH("gemv_q4_k_kernel");
+}
+
+/// Splits a row between 2 warps only when rows are few (< 4096: too few warps to fill 132 SMs otherwise) and the
+/// row has at least 8 blocks. Measured on H100: splitting long rows (KS = 4, or 2 with many rows) is slower, since
+/// the kernel is issue-bound rather than short of parallelism there (the kernel takes any KS dividing 4).
 template <class T, int NT>
 void launch(const quant::BlockQ4_K* w, const T* x, float* y, std::int64_t rows, std::int64_t k, cudaStream_t s) {
-  gemv_q4_k_kernel<T, NT><<<detail::blocks_for(rows, warps), 32 * warps, 0, s>>>(w, x, y, rows, k);
-  HMOE_CUDA_CHECK_LAUNCH("gemv_q4_k_kernel");
+  const std::int64_t nb = k / quant::qk_k;
+  if (rows < 4096 && nb >= 8) launch_ks<T, NT, 2>(w, x, y, rows, k, s);
+  else launch_ks<T, NT, 1>(w, x, y, rows, k, s);
 }
 }  // namespace
 

@@ -16,6 +16,9 @@
 /// Shared memory: Q (64 × 576) once, a 3-stage cp.async ring of KV tiles, and the partial-S exchange. Rows are padded
 /// by 16 bytes so the 8 rows an ldmatrix phase reads hit 8 different bank groups.
 
+#include <atomic>
+#include <cstdint>
+
 #include "mla_attend.cuh"
 
 namespace hmoe::cuda::mla_detail {
@@ -228,6 +231,20 @@ __global__ void __launch_bounds__(kThreads, 1) mla_attend_kernel(const AttendPar
   }
 }
 
+/// Opts the kernel in to kSmemBytes of dynamic shared memory once per device (the attribute is per device and
+/// kernel), not on every launch: a decode step launches this kernel once per layer. Devices 0..63 are remembered;
+/// a racing first call merely sets the attribute twice.
+template <class T>
+void opt_in_smem() {
+  static std::atomic<std::uint64_t> done{0};
+  int dev = 0;
+  HMOE_CUDA_CHECK(cudaGetDevice(&dev));
+  const std::uint64_t bit = dev >= 0 && dev < 64 ? std::uint64_t{1} << dev : 0;
+  if (bit != 0 && (done.load(std::memory_order_acquire) & bit) != 0) return;
+  HMOE_CUDA_CHECK(cudaFuncSetAttribute(mla_attend_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+  done.fetch_or(bit, std::memory_order_release);
+}
+
 }  // namespace
 
 void launch_attend(const AttendParams& a, MlaDtype dtype, cudaStream_t stream) {
@@ -238,14 +255,10 @@ void launch_attend(const AttendParams& a, MlaDtype dtype, cudaStream_t stream) {
                   static_cast<unsigned>(a.num_splits));
   require(grid.y <= 65535u, "too many heads");
   if (dtype == MlaDtype::F32) {
-    // Opting in to > 48 KB of dynamic shared memory is per kernel and cheap; do it every call rather than cache it
-    // per device.
-    HMOE_CUDA_CHECK(
-        cudaFuncSetAttribute(mla_attend_kernel<float>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+    opt_in_smem<float>();
     mla_attend_kernel<float><<<grid, kThreads, kSmemBytes, stream>>>(a);
   } else {
-    HMOE_CUDA_CHECK(
-        cudaFuncSetAttribute(mla_attend_kernel<bf16>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
+    opt_in_smem<bf16>();
     mla_attend_kernel<bf16><<<grid, kThreads, kSmemBytes, stream>>>(a);
   }
   HMOE_CUDA_CHECK_LAUNCH("mla_attend_kernel");

@@ -108,7 +108,7 @@ void run_shape(const std::string& impl, std::vector<cpu::FusedExperts>& layers, 
 int usage() {
   std::fprintf(stderr,
                "usage: hmoe_moe_bench [--shape V3|V2-Lite|all] [--isa amx|avx512|all] [--tokens 1,128,512,2048]\n"
-               "                      [--threads N] [--pin] [--quick]\n"
+               "                      [--threads N] [--pin] [--spin] [--quick]\n"
                "One MoE layer of routed experts (random Q4_K weights; V2-Lite's 1408-wide down rows Q5_0, as\n"
                "llama.cpp's quantizer makes them) through hmoe's fused CPU experts; JSON lines on stdout.\n");
   return 2;
@@ -119,7 +119,7 @@ int usage() {
 int main(int argc, char** argv) {
   std::string shape = "all", isa = "all", token_list = "1,128,512,2048";
   int threads = mb::hw_threads();
-  bool quick = false, pin = false;
+  bool quick = false, pin = false, spin = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -129,6 +129,7 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoi(value());
     else if (a == "--quick") quick = true;
     else if (a == "--pin") pin = true;
+    else if (a == "--spin") spin = true;
     else return usage();
   }
   std::vector<int> token_counts;
@@ -137,7 +138,8 @@ int main(int argc, char** argv) {
     token_counts.push_back(std::stoi(token_list.substr(p, q - p)));
     p = q == std::string::npos ? token_list.size() : q + 1;
   }
-  cpu::ThreadPool pool(static_cast<unsigned>(threads), pin ? cpu::Pin::Cores : cpu::Pin::None);
+  cpu::ThreadPool pool(static_cast<unsigned>(threads), pin ? cpu::Pin::Cores : cpu::Pin::None,
+                       spin ? cpu::Wait::Spin : cpu::Wait::Block);
   for (const auto* s : {&mb::kV2Lite, &mb::kV3}) {
     if (shape != "all" && shape != s->name) continue;
     const bool decode = std::find(token_counts.begin(), token_counts.end(), 1) != token_counts.end();
@@ -157,7 +159,7 @@ int main(int argc, char** argv) {
       std::vector<cpu::FusedExperts> layers;
       for (const auto& w : weights) layers.push_back(which == "amx" ? bind<AMX>(pool, w, *s) : bind<AVX512>(pool, w, *s));
       std::fprintf(stderr, "hmoe-%s: %s bound in %.1f s\n", which.c_str(), s->name, mb::now_s() - t1);
-      run_shape("hmoe-" + which + (pin ? "-pinned" : ""), layers, pool, *s, token_counts, quick);
+      run_shape("hmoe-" + which + (pin ? "-pin" : "") + (spin ? "-spin" : ""), layers, pool, *s, token_counts, quick);
     }
   }
 }

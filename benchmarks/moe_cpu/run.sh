@@ -80,6 +80,11 @@ log "hmoe"
 hb=$(find "$build/hmoe" -name hmoe_moe_bench -type f -perm -u+x 2>/dev/null | head -1)
 if [ -n "$hb" ]; then bench hmoe "$hb" "${args[@]}" || skip_rows hmoe "hmoe_moe_bench failed"
 else skip_rows hmoe "hmoe_moe_bench did not build"; fi
+# Extra hmoe rows with thread-pool options, e.g. HMOE_VARIANTS="--spin;--pin --spin" (each named by its flags).
+IFS=';' read -ra variants <<< "${HMOE_VARIANTS:-}"
+for v in "${variants[@]}"; do
+  [ -n "$hb" ] && [ -n "$v" ] && { bench hmoe "$hb" "${args[@]}" $v || skip_rows hmoe "hmoe_moe_bench $v failed"; }
+done
 
 log "ggml"
 if [ -x "$build/ggml/ggml_moe_bench" ]; then bench ggml "$build/ggml/ggml_moe_bench" "${args[@]}" || skip_rows ggml "ggml_moe_bench failed"

@@ -1,8 +1,14 @@
 /// \file
 /// \brief Gemm::bf16 against a double-precision product of the same bf16 values, f32 and bf16 outputs, with
-/// alpha/beta. Tolerance: |Δ| <= 1e-5 · Σ|x·w| (+ one bf16 rounding, 1/250 relative, for bf16 output).
+/// alpha/beta. Tolerance: |Δ| <= 1e-5 · Σ|x·w|, and for bf16 output up to two bf16 roundings (half an ulp,
+/// 1/256 relative, each): one of alpha·x·wᵀ and one of the result. On an H100 the case m=3, k=2048, beta=1 put
+/// 5-10 of 192 entries beyond one rounding of the result, which fits cuBLASLt rounding the product to the output
+/// type before it adds beta·y (our reading; the library does not document its epilogue's rounding). The worst
+/// error in units of a result rounding is printed, so a run shows how much of the second rounding is used.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <type_traits>
 
 #include "gpu_support.hpp"
@@ -41,6 +47,7 @@ void check_gemm(cuda::Gemm& gemm, std::int64_t m, std::int64_t n, std::int64_t k
   s.synchronize();
   const auto y = download<Out>(d_y, m * n);
   int bad = 0;
+  double worst_ulps = 0;  // |Δ| / (|ref| / 256): 1 = one bf16 rounding of the result
   for (std::int64_t i = 0; i < m; ++i)
     for (std::int64_t j = 0; j < n; ++j) {
       double ref = 0, mag = 0;
@@ -49,14 +56,20 @@ void check_gemm(cuda::Gemm& gemm, std::int64_t m, std::int64_t n, std::int64_t k
         ref += p, mag += std::abs(p);
       }
       const double prior = y0[i * n + j].to_float();
+      const double product = std::abs(alpha * ref);
       ref = alpha * ref + beta * prior;
       mag = std::abs(alpha) * mag + std::abs(beta * prior);
       double got;
       if constexpr (std::is_same_v<Out, float>) got = y[i * n + j];
       else got = y[i * n + j].to_float();
-      const double tol = 1e-5 * mag + (std::is_same_v<Out, float> ? 0.0 : std::abs(ref) / 250.0) + 1e-6;
+      const double tol =
+          1e-5 * mag + (std::is_same_v<Out, float> ? 0.0 : (product + std::abs(ref)) / 256.0) + 1e-6;
       bad += !(std::abs(got - ref) <= tol);
+      worst_ulps = std::max(worst_ulps, std::abs(got - ref) / (std::abs(ref) / 256.0 + 1e-30));
     }
+  if constexpr (!std::is_same_v<Out, float>)
+    MESSAGE("bf16 out m=" << m << " k=" << k << " beta=" << beta << ": worst error " << worst_ulps
+            << " result roundings");
   CHECK(bad == 0);
 }
 }  // namespace

@@ -8,7 +8,7 @@
 /// selected experts, which is what streams their weights from RAM at full bandwidth.
 ///
 /// Phases, each a barrier (a `parallel_for`):
-///   1. quantize each routed (token, slot) input row straight into its expert's group  (slots × act bytes)
+///   1. quantize each input row once, copy it into each routed expert's group          (slots × act bytes)
 ///   2. gate and up for (expert, rows) tasks; h = silu(gate) · up                      (slots × ffn f32)
 ///   3. quantize h rows for the down matrices                                          (slots × act bytes)
 ///   4. down for (expert, rows) tasks                                                  (slots × hidden f32)
@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -66,13 +67,19 @@ class FusedExperts {
     if (slots == 0) return;
     group_by_expert(tokens, id, k);
 
-    // 1. Inputs, quantized once per (token, slot) into the expert's contiguous group.
+    // 1. Inputs, quantized once per token, then copied into each routed expert's contiguous group.
+    tok_q_.resize(static_cast<std::size_t>(tokens) * in_bytes_);
     in_q_.resize(static_cast<std::size_t>(slots) * in_bytes_);
     const auto& quantizer = set_.gate[static_cast<std::size_t>(active_.front())];
-    pool.parallel_for(slots, [&](std::int64_t b, std::int64_t e) {
+    for_rows(pool, tokens, hidden, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t t = b; t < e; ++t)
+        quantizer.quantize_activation(x + t * hidden, tok_q_.data() + static_cast<std::size_t>(t) * in_bytes_);
+    });
+    for_rows(pool, slots, hidden / 8, [&](std::int64_t b, std::int64_t e) {
       for (std::int64_t s = b; s < e; ++s)
-        quantizer.quantize_activation(x + slot_token_[static_cast<std::size_t>(s)] * hidden,
-                                      in_q_.data() + static_cast<std::size_t>(s) * in_bytes_);
+        std::memcpy(in_q_.data() + static_cast<std::size_t>(s) * in_bytes_,
+                    tok_q_.data() + static_cast<std::size_t>(slot_token_[static_cast<std::size_t>(s)]) * in_bytes_,
+                    in_bytes_);
     });
 
     // 2. Gate and up, then h = silu(gate) · up in place of up.
@@ -96,7 +103,7 @@ class FusedExperts {
     // 3. h quantized for the down matrices.
     h_q_.resize(static_cast<std::size_t>(slots) * h_bytes_);
     const auto& h_quantizer = set_.down[static_cast<std::size_t>(active_.front())];
-    pool.parallel_for(slots, [&](std::int64_t b, std::int64_t e) {
+    for_rows(pool, slots, ffn, [&](std::int64_t b, std::int64_t e) {
       for (std::int64_t s = b; s < e; ++s)
         h_quantizer.quantize_activation(h_.data() + s * ffn, h_q_.data() + static_cast<std::size_t>(s) * h_bytes_);
     });
@@ -111,7 +118,7 @@ class FusedExperts {
     });
 
     // 5. Weighted sum, slot order fixed.
-    pool.parallel_for(tokens, [&](std::int64_t b, std::int64_t e) {
+    for_rows(pool, tokens, k * hidden / 4, [&](std::int64_t b, std::int64_t e) {
       for (std::int64_t t = b; t < e; ++t)
         for (std::int64_t j = 0; j < k; ++j) {
           const float w = weight[t * k + j];
@@ -149,13 +156,23 @@ class FusedExperts {
     }
   }
 
+  /// fn(begin, end) over [0, rows): on the calling thread when the phase is small (decode), since waking the
+  /// pool costs more than the work then; else split over the pool. `cost` is the work per row in element ops.
+  template <class Fn>
+  static void for_rows(ThreadPool& pool, std::int64_t rows, std::int64_t cost, Fn&& fn) {
+    if (rows * cost <= (std::int64_t{1} << 16)) fn(0, rows);
+    else pool.parallel_for(rows, fn);
+  }
+
   /// Runs fn(expert, r0, r1) over blocks of `rows` output rows of every active expert, blocks taken from a
-  /// shared counter. Blocks are a multiple of 16 rows (the AMX panel) and small enough for about eight per
-  /// thread, so the last ones to finish are short.
+  /// shared counter. Blocks are a multiple of 16 rows (the AMX panel) and small enough for several per thread,
+  /// so the last ones to finish are short: 32 per thread when few tokens are routed (decode streams weights,
+  /// and a phase ends with the slowest thread's last block), 8 otherwise (each block then carries real work).
   template <class Fn>
   void run_tasks(ThreadPool& pool, std::int64_t rows, Fn&& fn) const {
     const auto experts = static_cast<std::int64_t>(active_.size());
-    const std::int64_t want = 8 * static_cast<std::int64_t>(pool.size());
+    const auto slots = offset_.back();
+    const std::int64_t want = (slots <= 4 * experts ? 32 : 8) * static_cast<std::int64_t>(pool.size());
     std::int64_t block = (experts * rows + want - 1) / want;
     block = std::clamp<std::int64_t>((block + 15) / 16 * 16, 16, 512);
     const std::int64_t per_expert = (rows + block - 1) / block, tasks = experts * per_expert;
@@ -172,7 +189,7 @@ class FusedExperts {
   std::size_t in_bytes_ = 0, h_bytes_ = 0;
   // Scratch reused between calls (grown, never shrunk).
   mutable std::vector<std::int64_t> offset_, fill_, slot_of_, slot_token_, active_;
-  mutable std::vector<std::byte> in_q_, h_q_;
+  mutable std::vector<std::byte> tok_q_, in_q_, h_q_;
   mutable std::vector<float> gate_, h_, y_;
 };
 
