@@ -18,6 +18,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "hmoe/cpu/amx/matmul.hpp"
@@ -273,6 +274,67 @@ TEST_CASE("PackedQ4K: tiles and vector kernels match Q4_K x Q8_K arithmetic") {
     const TestMatrix m = random_q4k(rng, rows, cols);
     check_format<amx::PackedQ4K>("Q4K", m, rng);
   }
+}
+
+TEST_CASE("PackedQ4K: largest scales, nibbles and activations") {
+  // sc = m = 63 and q = 15 everywhere (the tiles split sc into 8 * 7 + 7 and fold it into the weights),
+  // activations at +-127 after Q8_K: the largest integer sums the kernels form.
+  if (!can_run()) return;
+  CAPTURE(run_seed());
+  std::mt19937_64 rng(run_seed() ^ 4);
+  TestMatrix m = random_q4k(rng, 40, 1024);
+  for (std::size_t i = 0; i < m.bytes.size(); i += sizeof(quant::BlockQ4_K)) {
+    quant::BlockQ4_K b;
+    std::memcpy(&b, m.bytes.data() + i, sizeof b);
+    for (auto& s : b.scales) s = 0xFF;
+    for (std::size_t k = 0; k < sizeof b.qs; ++k) b.qs[k] = (i / sizeof b + k) % 7 == 0 ? 0x0F : 0xFF;
+    std::memcpy(m.bytes.data() + i, &b, sizeof b);
+  }
+  finish(m);
+  const auto p = amx::PackedQ4K::pack(m.view);
+  Worst w;
+  for (std::int64_t tokens : {1, 17, 33}) {
+    std::vector<float> x(static_cast<std::size_t>(tokens * m.view.cols));
+    for (std::size_t k = 0; k < x.size(); ++k) x[k] = (k / 3) % 5 == 0 ? -2.0f : 2.0f;
+    CAPTURE(tokens);
+    for (Kernel k : {Kernel::tiles, Kernel::vector}) check_product(p, m, x, tokens, 0, 40, k, w);
+  }
+}
+
+TEST_CASE("PackedQ4K: the micro-benchmark's ablation modes run (their numbers are not checked)") {
+  // Under the emulator every tile operation checks the config and shapes; the modes skip work, so their
+  // results are wrong by design. The full mode still matches the public kernel bit for bit.
+  if (!can_run()) return;
+  std::mt19937_64 rng(run_seed() ^ 7);
+  const TestMatrix m = random_q4k(rng, 40, 512);
+  const auto p = amx::PackedQ4K::pack(m.view);
+  const std::int64_t tokens = 37;
+  const std::vector<float> x = random_activations(rng, tokens, m.view.cols);
+  const std::size_t arb = amx::activation_row_bytes(p);
+  std::vector<std::byte> act(arb * tokens);
+  for (std::int64_t t = 0; t < tokens; ++t)
+    amx::quantize_activation_row(p, x.data() + t * m.view.cols, act.data() + t * arb);
+  std::vector<float> y(static_cast<std::size_t>(tokens * 40)), ref(y.size());
+  amx::matmul_tiles(p, 0, 40, act.data(), arb, tokens, ref.data(), 40);
+  using amx::detail::Q4KMode;
+  amx::detail::matmul_tiles_mode<Q4KMode::full>(p, 0, 40, act.data(), arb, tokens, y.data(), 40);
+  CHECK(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)) == 0);
+  for (std::int64_t group : {1, 2}) {  // token blocks in groups (each re-unpacks the weights): the same sums
+    std::fill(y.begin(), y.end(), 0.0f);
+    amx::detail::matmul_tiles_mode<Q4KMode::full>(p, 16, 40, act.data(), arb, tokens, y.data(), 40, group);
+    for (std::int64_t t = 0; t < tokens; ++t)
+      CHECK(std::memcmp(y.data() + t * 40 + 16, ref.data() + t * 40 + 16, 24 * sizeof(float)) == 0);
+  }
+  auto run = [&](auto mode) {
+    amx::detail::matmul_tiles_mode<decltype(mode)::value>(p, 0, 40, act.data(), arb, tokens, y.data(), 40);
+  };
+  CHECK_NOTHROW(run(std::integral_constant<Q4KMode, Q4KMode::no_mins>{}));
+  CHECK_NOTHROW(run(std::integral_constant<Q4KMode, Q4KMode::no_products>{}));
+  CHECK_NOTHROW(run(std::integral_constant<Q4KMode, Q4KMode::no_readout>{}));
+  CHECK_NOTHROW(run(std::integral_constant<Q4KMode, Q4KMode::no_unpack>{}));
+  CHECK_NOTHROW(run(std::integral_constant<Q4KMode, Q4KMode::products_only>{}));
+  CHECK_NOTHROW(run(std::integral_constant<Q4KMode, Q4KMode::loads_only>{}));
+  CHECK_NOTHROW(run(std::integral_constant<Q4KMode, Q4KMode::pack_only>{}));
 }
 
 TEST_CASE("PackedInt8: tiles and vector kernels match int8 arithmetic") {

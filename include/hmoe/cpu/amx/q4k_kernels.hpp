@@ -1,19 +1,30 @@
 /// \file
 /// \brief `PackedQ4K` x Q8_K products: TDPBSSD tiles for many tokens, VPDPBUSD on the same nibbles for few.
 ///
-/// y = sum over super-blocks of da * (d * sum_j sc_j * P_j - dmin * sum_j m_j * S_j), where P_j is the int32
-/// dot product of sub-block j (32 values) and S_j the sum of its activations (from the Q8_K bsums). As every
-/// sub-block has its own scale per row, a tile product covers one sub-block (K = 32: A 16 x 32 bytes, B 8 x 64);
-/// its C tile is stored and scaled into an f32 super-block sum by AVX-512. To keep the TMUL fed for that
-/// read-out, each step runs four products (2 token blocks x 2 panels, from 2 A and 2 B loads) before the four
-/// C tiles are read out, and the nibbles of a 64-value chunk are unpacked once for both of its sub-blocks.
-/// The mins term needs no tile work: 8 FMAs per token and super-block from the bsums.
+/// y = sum over super-blocks of da * (d * X - dmin * M), X = sum_j sc_j * P_j, where P_j is the int32 dot
+/// product of sub-block j (32 values), and M = sum_j m_j * S_j with S_j the sum of its activations (from the
+/// Q8_K bsums).
+///
+/// Tiles: the 6-bit scale is folded into the int8 weights, so that one C tile accumulates a whole super-block
+/// (K = 256, four K = 64 products) and is read out once per super-block instead of once per sub-block. As
+/// q * sc (up to 945) does not fit a byte, sc = 8 hi + lo (hi, lo < 8) and each panel super-block is unpacked
+/// into two int8 B operands, q * hi and q * lo (both <= 105; one VPMULLW per 64 bytes gives both bytes of
+/// every word, as the 4 bytes of a VNNI group share their scale), accumulated in two C tiles: X = 8 C_hi + C_lo,
+/// exact in int32. The unpacked panel super-block (8 KiB, L1) serves every token block of a group. Activations
+/// are packed once per call into 64-byte-aligned 16 x 64 A tiles (stride 64) with their bsums and scales.
+/// Jobs (super-block, token block) alternate between two C tile sets and are software-pipelined: job k issues
+/// its products, then (first token block only) unpacks super-block b + 1 into the other B buffer, then stores
+/// job k - 1's C tiles into a buffer, then reads out job k - 2's: no tile load waits on a vector store just
+/// issued, and no vector load on a tile store just issued (neither forwards; both wait for the store to commit).
+/// Token blocks go in groups of about 1 MiB of packed activations, so a panel's sweep stays in L2. The mins
+/// term is 8 VPDPWSSD per token and super-block from the bsums, in int32.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "hmoe/cpu/amx/packed_q4k.hpp"
 #include "hmoe/cpu/amx/panel.hpp"
@@ -25,7 +36,7 @@ namespace hmoe::cpu::amx {
 
 namespace detail {
 
-inline constexpr TileConfig q4k_tile_config = kernel_tile_config(32, 8);
+inline constexpr TileConfig q4k_tile_config = kernel_tile_config(64, 16);
 inline constexpr std::size_t q8k_bytes = sizeof(quant::BlockQ8_K);
 inline constexpr std::size_t q8k_qs = offsetof(quant::BlockQ8_K, qs);
 inline constexpr std::size_t q8k_bsums = offsetof(quant::BlockQ8_K, bsums);
@@ -53,85 +64,243 @@ HMOE_TARGET_AVX512 inline void q4k_load_mins(const Q4KPanelBlock& w, __m512* min
   for (int j = 0; j < 8; ++j) mins[j] = vec::bytes_to_float(w.m[j]);
 }
 
-/// Per (token block, panel): f32 accumulators of y and of the current super-block.
-struct Q4KAcc {
-  alignas(64) float y[token_rows][panel_rows];
-  alignas(64) float sb[token_rows][panel_rows];
+/// One panel super-block unpacked for the tiles: B operands with the scales folded in (8 KiB).
+struct alignas(64) Q4KUnpacked {
+  std::int8_t hi[4][16][64];  ///< [chunk][VNNI row][4 n + i]: q * (sc >> 3); rows 0-7 sub-block 2c, 8-15 2c + 1
+  std::int8_t lo[4][16][64];  ///< the same with q * (sc & 7)
 };
 
-/// C tile (TI, PI) of sub-block j: sb += float(C) * sc_j, then the tile is zeroed for the next sub-block.
-template <int TI, int PI>
-HMOE_TARGET_AMX void q4k_scale_tile(Q4KAcc& a, const Q4KPanelBlock& w, int j, int count) {
-  alignas(64) std::int32_t c[token_rows][panel_rows];
-  tile_store<tile_c<TI, PI>>(c, 64);
-  tile_zero<tile_c<TI, PI>>();
-  const __m512 sc = vec::bytes_to_float(w.sc[j]);
-  for (int r = 0; r < count; ++r)
-    _mm512_storeu_ps(a.sb[r], _mm512_fmadd_ps(vec::to_float(_mm512_loadu_si512(c[r])), sc, _mm512_loadu_ps(a.sb[r])));
-}
+/// Super-block b of one 16-token block, packed once per call for the tiles: each A tile (16 x 64) is 1 KiB
+/// contiguous and 64-byte aligned (a tile load touches 16 whole lines, not 32 split ones 8 KB apart that share
+/// a few L1 sets), and the read-out's per-token terms sit next to it. Rows past the tokens are zero.
+struct alignas(64) Q8KTileBlock {
+  std::int8_t qs[4][token_rows][64];  ///< [chunk][token][64 values]
+  std::int32_t bs[token_rows][8];     ///< [token][j]: the bsums of sub-block j as an int16 pair (VPDPWSSD)
+  float d[token_rows];                ///< [token]: the Q8_K scale
+};
+static_assert(sizeof(Q8KTileBlock) == 4672 && sizeof(Q8KTileBlock) % 64 == 0);
 
-HMOE_TARGET_AVX512 inline void q4k_finish_tile_block(Q4KAcc& a, const Q4KPanelBlock& w, const TokenBlock& tb,
-                                                     std::int64_t b) {
-  __m512 mins[8];
-  q4k_load_mins(w, mins);
-  for (int r = 0; r < tb.count; ++r)
-    _mm512_storeu_ps(a.y[r], q4k_finish_block(w, mins, tb.row(r), b, _mm512_loadu_ps(a.sb[r]), _mm512_loadu_ps(a.y[r])));
-}
-
-/// The nibbles of chunk c as two 8 x 64 B tiles: out[0] sub-block 2c, out[1] sub-block 2c + 1.
-HMOE_TARGET_AVX512 inline void q4k_unpack_chunk(const Q4KPanelBlock& w, int c, std::uint8_t (*out)[8][64]) {
-  const __m512i low = _mm512_set1_epi8(0x0F);
-  for (int g = 0; g < 8; ++g) {
-    const __m512i v = _mm512_loadu_si512(w.qs[c][g]);
-    _mm512_storeu_si512(out[0][g], _mm512_and_si512(v, low));
-    _mm512_storeu_si512(out[1][g], _mm512_and_si512(_mm512_srli_epi16(v, 4), low));
+/// Nibbles times the split scales: B tile c of hi (lo) is the 64 values 64 c .. 64 c + 63 of the 16 rows.
+HMOE_TARGET_AVX512 inline void q4k_unpack_scaled(const Q4KPanelBlock& w, Q4KUnpacked& u) {
+  const __m512i low = _mm512_set1_epi8(0x0F), seven = _mm512_set1_epi16(7);
+  for (int c = 0; c < 4; ++c) {
+    const __m512i s0 = vec::bytes_to_word_pairs(w.sc[2 * c]), s1 = vec::bytes_to_word_pairs(w.sc[2 * c + 1]);
+    const __m512i h0 = _mm512_srli_epi16(s0, 3), h1 = _mm512_srli_epi16(s1, 3);
+    const __m512i l0 = _mm512_and_si512(s0, seven), l1 = _mm512_and_si512(s1, seven);
+    for (int g = 0; g < 8; ++g) {
+      const __m512i v = _mm512_loadu_si512(w.qs[c][g]);
+      const __m512i q0 = _mm512_and_si512(v, low), q1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+      // (q_a + 256 q_b) * s = q_a s + 256 q_b s with q s <= 105: both byte products, no carry between them.
+      _mm512_store_si512(u.hi[c][g], _mm512_mullo_epi16(q0, h0));
+      _mm512_store_si512(u.hi[c][8 + g], _mm512_mullo_epi16(q1, h1));
+      _mm512_store_si512(u.lo[c][g], _mm512_mullo_epi16(q0, l0));
+      _mm512_store_si512(u.lo[c][8 + g], _mm512_mullo_epi16(q1, l1));
+    }
   }
 }
 
-template <int NT, int NP>
-HMOE_TARGET_AMX void q4k_tile_block(const PackedQ4K& w, const TokenBlock* tb, std::int64_t p, std::int64_t t0,
-                                    std::int64_t row_end, float* y, std::int64_t ldy) {
-  Q4KAcc acc[NT][NP];
-  alignas(64) std::uint8_t bq[NP][2][8][64];
-  for (int ti = 0; ti < NT; ++ti)
-    for (int pi = 0; pi < NP; ++pi) std::memset(acc[ti][pi].y, 0, sizeof acc[ti][pi].y);
-  tile_zero<tile_c<0, 0>>();
-  if constexpr (NP == 2) tile_zero<tile_c<0, 1>>();
-  if constexpr (NT == 2) tile_zero<tile_c<1, 0>>();
-  if constexpr (NT == 2 && NP == 2) tile_zero<tile_c<1, 1>>();
-  for (std::int64_t b = 0; b < w.blocks(); ++b) {
-    const Q4KPanelBlock* pb[2] = {&w.block(p, b), NP == 2 ? &w.block(p + 1, b) : nullptr};
-    for (int ti = 0; ti < NT; ++ti)
-      for (int pi = 0; pi < NP; ++pi) std::memset(acc[ti][pi].sb, 0, sizeof acc[ti][pi].sb);
-    for (int c = 0; c < 4; ++c) {
-      for (int pi = 0; pi < NP; ++pi) q4k_unpack_chunk(*pb[pi], c, bq[pi]);
-      for (int h = 0; h < 2; ++h) {
-        const int j = 2 * c + h;
-        const std::size_t off = static_cast<std::size_t>(b) * q8k_bytes + q8k_qs + 32 * j;
-        tile_load<tile_a0>(tb[0].base + off, tb[0].stride);
-        if constexpr (NT == 2) tile_load<tile_a1>(tb[1].base + off, tb[1].stride);
-        tile_load<tile_b0>(bq[0][h], 64);
-        if constexpr (NP == 2) tile_load<tile_b1>(bq[1][h], 64);
-        tile_dpbssd<tile_c<0, 0>, tile_a0, tile_b0>();  // weights 0..15 read as signed are the same
-        if constexpr (NP == 2) tile_dpbssd<tile_c<0, 1>, tile_a0, tile_b1>();
-        if constexpr (NT == 2) tile_dpbssd<tile_c<1, 0>, tile_a1, tile_b0>();
-        if constexpr (NT == 2 && NP == 2) tile_dpbssd<tile_c<1, 1>, tile_a1, tile_b1>();
-        q4k_scale_tile<0, 0>(acc[0][0], *pb[0], j, tb[0].count);
-        if constexpr (NP == 2) q4k_scale_tile<0, 1>(acc[0][NP - 1], *pb[1], j, tb[0].count);
-        if constexpr (NT == 2) q4k_scale_tile<1, 0>(acc[NT - 1][0], *pb[0], j, tb[1].count);
-        if constexpr (NT == 2 && NP == 2) q4k_scale_tile<1, 1>(acc[NT - 1][NP - 1], *pb[1], j, tb[1].count);
+/// Token block t of act (tokens rows of Q8_K, stride bytes apart) into its nb packed super-blocks, super-block
+/// b at out[b * ntb].
+inline void q4k_pack_activations(const std::byte* act, std::size_t stride, std::int64_t tokens, std::int64_t t,
+                                 std::int64_t nb, std::int64_t ntb, Q8KTileBlock* out) {
+  const int count = static_cast<int>(std::min<std::int64_t>(token_rows, tokens - t * token_rows));
+  for (std::int64_t b = 0; b < nb; ++b) {
+    Q8KTileBlock& o = out[b * ntb];
+    for (int r = 0; r < count; ++r) {
+      const std::byte* q = act + static_cast<std::size_t>(t * token_rows + r) * stride + b * q8k_bytes;
+      for (int c = 0; c < 4; ++c) std::memcpy(o.qs[c][r], q + q8k_qs + 64 * c, 64);
+      std::memcpy(o.bs[r], q + q8k_bsums, sizeof o.bs[r]);
+      std::memcpy(&o.d[r], q, 4);
+    }
+    for (int r = count; r < token_rows; ++r) {
+      for (int c = 0; c < 4; ++c) std::memset(o.qs[c][r], 0, 64);
+      std::memset(o.bs[r], 0, sizeof o.bs[r]);
+      o.d[r] = 0.0f;
+    }
+  }
+}
+
+/// C tiles of set S (0, 1): hi and lo.
+template <int S> inline constexpr int q4k_c_hi = 4 + 2 * S;
+template <int S> inline constexpr int q4k_c_lo = 5 + 2 * S;
+
+/// What matmul_tiles does; every mode but full skips work and computes wrong numbers (micro-benchmark
+/// ablations, resolved at compile time so that the full kernel carries no trace of them).
+enum class Q4KMode {
+  full,           ///< the kernel
+  no_mins,        ///< read-out without the mins term (no VPDPWSSD)
+  no_products,    ///< no TDPBSSD (tile loads, unpack and read-out kept)
+  no_readout,     ///< no C tile stores and no f32 read-out
+  no_unpack,      ///< B buffers never unpacked (products on whatever they hold)
+  products_only,  ///< neither: activation packing, tile loads and TDPBSSDs
+  loads_only,     ///< activation packing and tile loads only (no TDPBSSD, no unpack, no read-out)
+  pack_only,      ///< activation packing only (its cost per call, whatever the row range)
+};
+
+template <Q4KMode M, int S, int C>
+HMOE_TARGET_AMX inline void q4k_issue_chunk(const Q4KUnpacked& u, const Q8KTileBlock& a) {
+  constexpr int ta = C % 2 ? tile_a1 : tile_a0;
+  constexpr bool dp = M != Q4KMode::loads_only && M != Q4KMode::no_products;
+  tile_load<ta>(a.qs[C], 64);
+  tile_load<tile_b0>(u.hi[C], 64);
+  if constexpr (dp) tile_dpbssd<q4k_c_hi<S>, ta, tile_b0>();
+  tile_load<tile_b1>(u.lo[C], 64);
+  if constexpr (dp) tile_dpbssd<q4k_c_lo<S>, ta, tile_b1>();
+}
+
+/// The products of one super-block and token block into C set S.
+template <Q4KMode M, int S>
+HMOE_TARGET_AMX inline void q4k_issue(const Q4KUnpacked& u, const Q8KTileBlock& a) {
+  tile_zero<q4k_c_hi<S>>();
+  tile_zero<q4k_c_lo<S>>();
+  q4k_issue_chunk<M, S, 0>(u, a);
+  q4k_issue_chunk<M, S, 1>(u, a);
+  q4k_issue_chunk<M, S, 2>(u, a);
+  q4k_issue_chunk<M, S, 3>(u, a);
+}
+
+/// The two C tiles of one job, stored by tilestored one job before the vector read-out loads them (a vector
+/// load cannot be forwarded from a tile store; it waits for the store to commit, after it retires).
+struct alignas(64) Q4KCBuf {
+  std::int32_t c[2][token_rows][panel_rows];  ///< hi, lo
+};
+
+template <int S>
+HMOE_TARGET_AMX inline void q4k_store_c(Q4KCBuf& cb) {
+  tile_store<q4k_c_hi<S>>(cb.c[0], 64);
+  tile_store<q4k_c_lo<S>>(cb.c[1], 64);
+}
+
+/// One job's C tiles (super-block w of count tokens a) into acc (16 tokens x 16 rows, f32):
+/// acc += da * (d * (8 C_hi + C_lo) - dmin * M). Mins false (an ablation only) leaves out M.
+template <bool Mins>
+[[gnu::always_inline]] HMOE_TARGET_AVX512 inline void q4k_readout(const Q4KCBuf& cb, const Q4KPanelBlock& w,
+                                                                  const Q8KTileBlock& a, int count, float* acc) {
+  const __m512 d = _mm512_loadu_ps(w.d), dmin = _mm512_loadu_ps(w.dmin);
+  __m512i m[8];
+  if constexpr (Mins)
+    for (int j = 0; j < 8; ++j) m[j] = vec::bytes_to_word_pairs(w.m[j]);
+  for (int r = 0; r < count; ++r) {
+    const __m512i x = _mm512_add_epi32(vec::shift_left32<3>(_mm512_load_si512(cb.c[0][r])),
+                                       _mm512_load_si512(cb.c[1][r]));
+    __m512 v = _mm512_mul_ps(d, vec::to_float(x));
+    if constexpr (Mins) {
+      __m512i mm = _mm512_setzero_si512();
+      for (int j = 0; j < 8; ++j) mm = _mm512_dpwssd_epi32(mm, m[j], _mm512_set1_epi32(a.bs[r][j]));
+      v = _mm512_fnmadd_ps(dmin, vec::to_float(mm), v);
+    }
+    float* o = acc + r * panel_rows;
+    _mm512_store_ps(o, _mm512_fmadd_ps(_mm512_set1_ps(a.d[r]), v, _mm512_load_ps(o)));
+  }
+}
+
+/// This thread's scratch for matmul_tiles: two unpacked panel super-blocks (alternate super-blocks), two
+/// C-tile buffers (alternate jobs), the packed activations ([super-block][token block]) and the f32
+/// accumulators of one panel. Grown outside the hot loop; 64-byte aligned throughout.
+struct Q4KScratch {
+  Q4KUnpacked u[2];
+  Q4KCBuf cb[2];
+  std::vector<Q8KTileBlock> act;
+  std::vector<Q4KCBuf> acc;  ///< per token block: 16 x 16 f32 (the same 1 KiB)
+  std::vector<int> count;    ///< tokens of each token block
+};
+
+inline Q4KScratch& q4k_scratch() {
+  thread_local Q4KScratch s;
+  return s;
+}
+
+/// Reads out job k = (b, t) (its C tiles stored one job earlier into cb[k % 2]). Not a lambda: a lambda would
+/// not carry the target attribute, and the read-out would not be inlined.
+template <Q4KMode M>
+[[gnu::always_inline]] HMOE_TARGET_AMX inline void q4k_out(const PackedQ4K& w, std::int64_t p, const Q4KScratch& s,
+                                                           std::int64_t k, std::int64_t b, std::int64_t t, float* acc) {
+  const std::size_t ntb = s.count.size();
+  q4k_readout<M != Q4KMode::no_mins>(s.cb[k % 2], w.block(p, b),
+                                     s.act[static_cast<std::size_t>(b) * ntb + static_cast<std::size_t>(t)],
+                                     s.count[static_cast<std::size_t>(t)], acc + t * token_rows * panel_rows);
+}
+
+/// One panel, token blocks [t0, t1). Jobs k = (b, t) run in order b-major; job k issues its products into C
+/// set k % 2, then (after its first token block) unpacks super-block b + 1 into the other buffer, so a B
+/// buffer is written a whole job before it is tile-loaded; then stores the C tiles of job k - 1 and reads out
+/// those of job k - 2, so no load waits on a just-issued store.
+template <Q4KMode M>
+HMOE_TARGET_AMX inline void q4k_tile_panel(const PackedQ4K& w, std::int64_t p, Q4KScratch& s, std::int64_t t0,
+                                           std::int64_t t1, std::int64_t tokens, int n, float* y, std::int64_t ldy) {
+  constexpr bool unpack = M == Q4KMode::full || M == Q4KMode::no_mins || M == Q4KMode::no_products ||
+                          M == Q4KMode::no_readout;
+  constexpr bool readout = M == Q4KMode::full || M == Q4KMode::no_mins || M == Q4KMode::no_products ||
+                           M == Q4KMode::no_unpack;
+  const std::int64_t ntb = static_cast<std::int64_t>(s.count.size()), nb = w.blocks();
+  float* acc = reinterpret_cast<float*>(s.acc.data());
+  std::fill(acc + t0 * token_rows * panel_rows, acc + t1 * token_rows * panel_rows, 0.0f);
+  const Q8KTileBlock* act = s.act.data();
+  if constexpr (unpack) q4k_unpack_scaled(w.block(p, 0), s.u[0]);
+  std::int64_t k = 0, jb[2] = {}, jt[2] = {};  // super-block and token block of the last two jobs (k % 2)
+  for (std::int64_t b = 0; b < nb; ++b) {
+    const Q4KUnpacked& u = s.u[b % 2];
+    const Q8KTileBlock* a = act + b * ntb;
+    for (std::int64_t t = t0; t < t1; ++t, ++k) {
+      if (k % 2) q4k_issue<M, 1>(u, a[t]);
+      else q4k_issue<M, 0>(u, a[t]);
+      if constexpr (unpack)
+        if (t == t0 && b + 1 < nb) q4k_unpack_scaled(w.block(p, b + 1), s.u[(b + 1) % 2]);
+      if constexpr (readout) {
+        if (k >= 1) {
+          if (k % 2) q4k_store_c<0>(s.cb[0]);
+          else q4k_store_c<1>(s.cb[1]);
+        }
+        if (k >= 2) q4k_out<M>(w, p, s, k - 2, jb[k % 2], jt[k % 2], acc);
+        jb[k % 2] = b;
+        jt[k % 2] = t;
       }
     }
-    for (int ti = 0; ti < NT; ++ti)
-      for (int pi = 0; pi < NP; ++pi) q4k_finish_tile_block(acc[ti][pi], *pb[pi], tb[ti], b);
   }
-  for (int ti = 0; ti < NT; ++ti)
-    for (int pi = 0; pi < NP; ++pi) {
-      const std::int64_t r0 = (p + pi) * panel_rows;
-      const int n = static_cast<int>(std::min<std::int64_t>(panel_rows, row_end - r0));
-      for (int r = 0; n > 0 && r < tb[ti].count; ++r)
-        vec::store_first(y + (t0 + ti * token_rows + r) * ldy + r0, _mm512_loadu_ps(acc[ti][pi].y[r]), n);
+  if constexpr (readout) {
+    if (k % 2) q4k_store_c<0>(s.cb[0]);  // job k - 1
+    else q4k_store_c<1>(s.cb[1]);
+    if (k >= 2) q4k_out<M>(w, p, s, k - 2, jb[k % 2], jt[k % 2], acc);
+    q4k_out<M>(w, p, s, k - 1, jb[(k - 1) % 2], jt[(k - 1) % 2], acc);
+  }
+  for (std::int64_t t = t0 * token_rows; t < std::min(tokens, t1 * token_rows); ++t)
+    vec::store_first(y + t * ldy + p * panel_rows, _mm512_load_ps(acc + t * panel_rows), n);
+}
+
+/// matmul_tiles with the work of mode M (only full computes the product), token blocks in groups of
+/// group_blocks (0: as many as keep the group's packed activations within about 1 MiB).
+template <Q4KMode M>
+HMOE_TARGET_AMX inline void matmul_tiles_mode(const PackedQ4K& w, std::int64_t row_begin, std::int64_t row_end,
+                                              const std::byte* act, std::size_t act_row_bytes, std::int64_t tokens,
+                                              float* y, std::int64_t ldy, std::int64_t group_blocks = 0) {
+  const std::size_t row_bytes = activation_row_bytes(w);
+  check_matmul_args("hmoe::cpu::amx::matmul_tiles(PackedQ4K)", w.rows(), row_begin, row_end, act, act_row_bytes,
+                    row_bytes, tokens, y, ldy);
+  if (tokens == 0 || row_end == row_begin) return;
+  Q4KScratch& s = q4k_scratch();
+  const std::int64_t ntb = (tokens + token_rows - 1) / token_rows, nb = w.blocks();
+  s.act.resize(static_cast<std::size_t>(ntb * nb));  // [super-block][token block]: the order jobs read them
+  s.acc.resize(static_cast<std::size_t>(ntb));
+  s.count.resize(static_cast<std::size_t>(ntb));
+  for (std::int64_t t = 0; t < ntb; ++t) {
+    q4k_pack_activations(act, act_row_bytes, tokens, t, nb, ntb, s.act.data() + t);
+    s.count[static_cast<std::size_t>(t)] =
+        static_cast<int>(std::min<std::int64_t>(token_rows, tokens - t * token_rows));
+  }
+  if constexpr (M == Q4KMode::pack_only) return;
+  // Token blocks in groups whose packed activations (swept once per panel) stay within about 1 MiB of L2;
+  // each group re-unpacks the weights, once per 8 token blocks at DeepSeek's K = 7168.
+  const std::int64_t group =
+      group_blocks > 0 ? group_blocks
+                       : std::max<std::int64_t>(1, (std::int64_t{1} << 20) / (nb * std::int64_t{sizeof(Q8KTileBlock)}));
+  const TileScope scope(q4k_tile_config);
+  for (std::int64_t t0 = 0; t0 < ntb; t0 += group) {
+    const std::int64_t t1 = std::min(ntb, t0 + group);
+    for (std::int64_t p = row_begin / panel_rows; p < panel_count(row_end); ++p) {
+      const int n = static_cast<int>(std::min<std::int64_t>(panel_rows, row_end - p * panel_rows));
+      q4k_tile_panel<M>(w, p, s, t0, t1, tokens, n, y, ldy);
     }
+  }
 }
 
 /// NT (1..4) tokens of one panel, straight from the packed nibbles (VPDPBUSD: weights unsigned, activations
@@ -182,26 +351,7 @@ HMOE_TARGET_AVX512 void q4k_vector_block(const PackedQ4K& w, std::int64_t p, con
 HMOE_TARGET_AMX inline void matmul_tiles(const PackedQ4K& w, std::int64_t row_begin, std::int64_t row_end,
                                          const std::byte* act, std::size_t act_row_bytes, std::int64_t tokens,
                                          float* y, std::int64_t ldy) {
-  const std::size_t row_bytes = activation_row_bytes(w);
-  check_matmul_args("hmoe::cpu::amx::matmul_tiles(PackedQ4K)", w.rows(), row_begin, row_end, act, act_row_bytes,
-                    row_bytes, tokens, y, ldy);
-  if (tokens == 0 || row_end == row_begin) return;
-  std::byte* pad = tokens % token_rows ? padding_buffer(row_bytes) : nullptr;
-  const TileScope scope(detail::q4k_tile_config);
-  const std::int64_t pe = panel_count(row_end);
-  for (std::int64_t p = row_begin / panel_rows; p < pe; p += 2) {
-    const bool two_panels = p + 1 < pe;
-    for (std::int64_t t0 = 0; t0 < tokens; t0 += 2 * token_rows) {
-      TokenBlock tb[2];
-      tb[0] = token_block(act, act_row_bytes, tokens, t0, row_bytes, pad);
-      const bool two_blocks = t0 + token_rows < tokens;
-      if (two_blocks) tb[1] = token_block(act, act_row_bytes, tokens, t0 + token_rows, row_bytes, pad);
-      if (two_blocks && two_panels) detail::q4k_tile_block<2, 2>(w, tb, p, t0, row_end, y, ldy);
-      else if (two_blocks) detail::q4k_tile_block<2, 1>(w, tb, p, t0, row_end, y, ldy);
-      else if (two_panels) detail::q4k_tile_block<1, 2>(w, tb, p, t0, row_end, y, ldy);
-      else detail::q4k_tile_block<1, 1>(w, tb, p, t0, row_end, y, ldy);
-    }
-  }
+  detail::matmul_tiles_mode<detail::Q4KMode::full>(w, row_begin, row_end, act, act_row_bytes, tokens, y, ldy);
 }
 
 /// The same product with AVX-512 VNNI on the packed nibbles, for few tokens.

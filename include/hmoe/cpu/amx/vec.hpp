@@ -41,6 +41,29 @@ HMOE_TARGET_AVX512 inline __m512 bytes_to_float(const std::uint8_t* p) {
 #endif
 }
 
+/// v << N per 32-bit lane.
+template <unsigned N>
+HMOE_TARGET_AVX512 inline __m512i shift_left32(__m512i v) {
+#if defined(HMOE_EMULATE_X86)
+  return _mm512_slli_epi32(v, N);
+#else
+  return _mm512_maskz_slli_epi32(0xFFFF, v, N);  // the unmasked form trips GCC 12's -Wmaybe-uninitialized
+#endif
+}
+
+/// 16 unsigned bytes to 16 32-bit lanes, each holding its byte in both 16-bit halves (v | v << 16): a scale
+/// for the two bytes of every word (vpmullw) or an int16 pair (vpdpwssd).
+HMOE_TARGET_AVX512 inline __m512i bytes_to_word_pairs(const std::uint8_t* p) {
+#if defined(HMOE_EMULATE_X86)
+  alignas(64) std::int32_t i[16];
+  for (int l = 0; l < 16; ++l) i[l] = static_cast<std::int32_t>(p[l] * 0x10001u);
+  return _mm512_loadu_si512(i);
+#else
+  const __m512i v = _mm512_maskz_cvtepu8_epi32(0xFFFF, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm512_or_si512(v, _mm512_maskz_slli_epi32(0xFFFF, v, 16));
+#endif
+}
+
 /// Stores lanes [0, n) of v (n in 1..16); memory past them is not touched.
 HMOE_TARGET_AVX512 inline void store_first(float* p, __m512 v, int n) {
 #if defined(HMOE_EMULATE_X86)
