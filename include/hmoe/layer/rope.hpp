@@ -44,6 +44,9 @@ class YarnRotary {
     }
   }
 
+  /// The rotation frequency of each pair (what the CUDA unit's rope table copies to the device).
+  const std::vector<float>& inv_freq() const { return inv_freq_; }
+
   /// Rotates x (2·half values) in place for position `pos`.
   void apply(float* x, std::int64_t pos) const {
     for (std::int64_t i = 0; i < half_; ++i) {
