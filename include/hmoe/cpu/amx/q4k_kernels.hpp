@@ -14,10 +14,13 @@
 /// are packed once per call into 64-byte-aligned 16 x 64 A tiles (stride 64) with their bsums and scales.
 /// Jobs (super-block, token block) alternate between two C tile sets and are software-pipelined: job k issues
 /// its products, then (first token block only) unpacks super-block b + 1 into the other B buffer, then stores
-/// job k - 1's C tiles into a buffer, then reads out job k - 2's: no tile load waits on a vector store just
-/// issued, and no vector load on a tile store just issued (neither forwards; both wait for the store to commit).
-/// Token blocks go in groups of about 1 MiB of packed activations, so a panel's sweep stays in L2. The mins
-/// term is 8 VPDPWSSD per token and super-block from the bsums, in int32.
+/// job k - 1's C tiles into a ring of 4 buffers, then reads out job k - 4's: no tile load waits on a vector
+/// store just issued, and the vector loads of a C buffer come 3 jobs after its tile store (neither forwards;
+/// both wait for the store to commit). Token blocks go in groups of about 1 MiB of packed activations, so a
+/// panel's sweep stays in L2. The read-out keeps port 0 (shared with the tiles, and the only one for shifts,
+/// conversions and VPDPWSSD) light: per token row one shift and one conversion there, and the mins term as 8
+/// f32 FMAs (either FMA port) on sub-block sums converted once when the activations are packed; every partial
+/// sum is an integer below 2^24, so M is exact as in int32.
 #pragma once
 
 #include <algorithm>
@@ -75,7 +78,7 @@ struct alignas(64) Q4KUnpacked {
 /// a few L1 sets), and the read-out's per-token terms sit next to it. Rows past the tokens are zero.
 struct alignas(64) Q8KTileBlock {
   std::int8_t qs[4][token_rows][64];  ///< [chunk][token][64 values]
-  std::int32_t bs[token_rows][8];     ///< [token][j]: the bsums of sub-block j as an int16 pair (VPDPWSSD)
+  float s[token_rows][8];             ///< [token][j]: S_j, the sum of sub-block j's 32 values (|S_j| <= 4096)
   float d[token_rows];                ///< [token]: the Q8_K scale
 };
 static_assert(sizeof(Q8KTileBlock) == 4672 && sizeof(Q8KTileBlock) % 64 == 0);
@@ -109,12 +112,14 @@ inline void q4k_pack_activations(const std::byte* act, std::size_t stride, std::
     for (int r = 0; r < count; ++r) {
       const std::byte* q = act + static_cast<std::size_t>(t * token_rows + r) * stride + b * q8k_bytes;
       for (int c = 0; c < 4; ++c) std::memcpy(o.qs[c][r], q + q8k_qs + 64 * c, 64);
-      std::memcpy(o.bs[r], q + q8k_bsums, sizeof o.bs[r]);
+      std::int16_t bs[16];
+      std::memcpy(bs, q + q8k_bsums, sizeof bs);
+      for (int j = 0; j < 8; ++j) o.s[r][j] = static_cast<float>(bs[2 * j] + bs[2 * j + 1]);
       std::memcpy(&o.d[r], q, 4);
     }
     for (int r = count; r < token_rows; ++r) {
       for (int c = 0; c < 4; ++c) std::memset(o.qs[c][r], 0, 64);
-      std::memset(o.bs[r], 0, sizeof o.bs[r]);
+      for (int j = 0; j < 8; ++j) o.s[r][j] = 0.0f;
       o.d[r] = 0.0f;
     }
   }
@@ -159,7 +164,7 @@ HMOE_TARGET_AMX inline void q4k_issue(const Q4KUnpacked& u, const Q8KTileBlock& 
   q4k_issue_chunk<M, S, 3>(u, a);
 }
 
-/// The two C tiles of one job, stored by tilestored one job before the vector read-out loads them (a vector
+/// The two C tiles of one job, stored by tilestored 3 jobs before the vector read-out loads them (a vector
 /// load cannot be forwarded from a tile store; it waits for the store to commit, after it retires).
 struct alignas(64) Q4KCBuf {
   std::int32_t c[2][token_rows][panel_rows];  ///< hi, lo
@@ -172,34 +177,38 @@ HMOE_TARGET_AMX inline void q4k_store_c(Q4KCBuf& cb) {
 }
 
 /// One job's C tiles (super-block w of count tokens a) into acc (16 tokens x 16 rows, f32):
-/// acc += da * (d * (8 C_hi + C_lo) - dmin * M). Mins false (an ablation only) leaves out M.
+/// acc += da * (d * (8 C_hi + C_lo) - dmin * M), M = sum_j m_j S_j in f32, exact (every partial sum is an
+/// integer of magnitude below 8 * 63 * 4096 < 2^24). Mins false (an ablation only) leaves out M.
 template <bool Mins>
 [[gnu::always_inline]] HMOE_TARGET_AVX512 inline void q4k_readout(const Q4KCBuf& cb, const Q4KPanelBlock& w,
                                                                   const Q8KTileBlock& a, int count, float* acc) {
   const __m512 d = _mm512_loadu_ps(w.d), dmin = _mm512_loadu_ps(w.dmin);
-  __m512i m[8];
+  __m512 m[8];
   if constexpr (Mins)
-    for (int j = 0; j < 8; ++j) m[j] = vec::bytes_to_word_pairs(w.m[j]);
+    for (int j = 0; j < 8; ++j) m[j] = vec::bytes_to_float(w.m[j]);
   for (int r = 0; r < count; ++r) {
     const __m512i x = _mm512_add_epi32(vec::shift_left32<3>(_mm512_load_si512(cb.c[0][r])),
                                        _mm512_load_si512(cb.c[1][r]));
     __m512 v = _mm512_mul_ps(d, vec::to_float(x));
     if constexpr (Mins) {
-      __m512i mm = _mm512_setzero_si512();
-      for (int j = 0; j < 8; ++j) mm = _mm512_dpwssd_epi32(mm, m[j], _mm512_set1_epi32(a.bs[r][j]));
-      v = _mm512_fnmadd_ps(dmin, vec::to_float(mm), v);
+      __m512 mm = _mm512_mul_ps(m[0], _mm512_set1_ps(a.s[r][0]));
+      for (int j = 1; j < 8; ++j) mm = _mm512_fmadd_ps(m[j], _mm512_set1_ps(a.s[r][j]), mm);
+      v = _mm512_fnmadd_ps(dmin, mm, v);
     }
     float* o = acc + r * panel_rows;
     _mm512_store_ps(o, _mm512_fmadd_ps(_mm512_set1_ps(a.d[r]), v, _mm512_load_ps(o)));
   }
 }
 
-/// This thread's scratch for matmul_tiles: two unpacked panel super-blocks (alternate super-blocks), two
-/// C-tile buffers (alternate jobs), the packed activations ([super-block][token block]) and the f32
+/// Jobs between the tile store of a job's C tiles and their read-out, plus one (C buffers in the ring).
+inline constexpr std::int64_t q4k_c_ring = 4;
+
+/// This thread's scratch for matmul_tiles: two unpacked panel super-blocks (alternate super-blocks), a ring
+/// of C-tile buffers (job k's in cb[k % q4k_c_ring]), the packed activations ([super-block][token block]) and the f32
 /// accumulators of one panel. Grown outside the hot loop; 64-byte aligned throughout.
 struct Q4KScratch {
   Q4KUnpacked u[2];
-  Q4KCBuf cb[2];
+  Q4KCBuf cb[q4k_c_ring];
   std::vector<Q8KTileBlock> act;
   std::vector<Q4KCBuf> acc;  ///< per token block: 16 x 16 f32 (the same 1 KiB)
   std::vector<int> count;    ///< tokens of each token block
@@ -210,21 +219,21 @@ inline Q4KScratch& q4k_scratch() {
   return s;
 }
 
-/// Reads out job k = (b, t) (its C tiles stored one job earlier into cb[k % 2]). Not a lambda: a lambda would
+/// Reads out job k = (b, t) (its C tiles stored into cb[k % q4k_c_ring]). Not a lambda: a lambda would
 /// not carry the target attribute, and the read-out would not be inlined.
 template <Q4KMode M>
 [[gnu::always_inline]] HMOE_TARGET_AMX inline void q4k_out(const PackedQ4K& w, std::int64_t p, const Q4KScratch& s,
                                                            std::int64_t k, std::int64_t b, std::int64_t t, float* acc) {
   const std::size_t ntb = s.count.size();
-  q4k_readout<M != Q4KMode::no_mins>(s.cb[k % 2], w.block(p, b),
+  q4k_readout<M != Q4KMode::no_mins>(s.cb[k % q4k_c_ring], w.block(p, b),
                                      s.act[static_cast<std::size_t>(b) * ntb + static_cast<std::size_t>(t)],
                                      s.count[static_cast<std::size_t>(t)], acc + t * token_rows * panel_rows);
 }
 
 /// One panel, token blocks [t0, t1). Jobs k = (b, t) run in order b-major; job k issues its products into C
 /// set k % 2, then (after its first token block) unpacks super-block b + 1 into the other buffer, so a B
-/// buffer is written a whole job before it is tile-loaded; then stores the C tiles of job k - 1 and reads out
-/// those of job k - 2, so no load waits on a just-issued store.
+/// buffer is written a whole job before it is tile-loaded; then stores the C tiles of job k - 1 into
+/// cb[(k - 1) % R] and reads out those of job k - R (R = q4k_c_ring), so no load waits on a just-issued store.
 template <Q4KMode M>
 HMOE_TARGET_AMX inline void q4k_tile_panel(const PackedQ4K& w, std::int64_t p, Q4KScratch& s, std::int64_t t0,
                                            std::int64_t t1, std::int64_t tokens, int n, float* y, std::int64_t ldy) {
@@ -237,7 +246,8 @@ HMOE_TARGET_AMX inline void q4k_tile_panel(const PackedQ4K& w, std::int64_t p, Q
   std::fill(acc + t0 * token_rows * panel_rows, acc + t1 * token_rows * panel_rows, 0.0f);
   const Q8KTileBlock* act = s.act.data();
   if constexpr (unpack) q4k_unpack_scaled(w.block(p, 0), s.u[0]);
-  std::int64_t k = 0, jb[2] = {}, jt[2] = {};  // super-block and token block of the last two jobs (k % 2)
+  constexpr std::int64_t R = q4k_c_ring;
+  std::int64_t k = 0, jb[R] = {}, jt[R] = {};  // super-block and token block of the last R jobs (k % R)
   for (std::int64_t b = 0; b < nb; ++b) {
     const Q4KUnpacked& u = s.u[b % 2];
     const Q8KTileBlock* a = act + b * ntb;
@@ -248,20 +258,20 @@ HMOE_TARGET_AMX inline void q4k_tile_panel(const PackedQ4K& w, std::int64_t p, Q
         if (t == t0 && b + 1 < nb) q4k_unpack_scaled(w.block(p, b + 1), s.u[(b + 1) % 2]);
       if constexpr (readout) {
         if (k >= 1) {
-          if (k % 2) q4k_store_c<0>(s.cb[0]);
-          else q4k_store_c<1>(s.cb[1]);
+          if (k % 2) q4k_store_c<0>(s.cb[(k - 1) % R]);  // job k - 1 (its buffer's job k - 1 - R is read out)
+          else q4k_store_c<1>(s.cb[(k - 1) % R]);
         }
-        if (k >= 2) q4k_out<M>(w, p, s, k - 2, jb[k % 2], jt[k % 2], acc);
-        jb[k % 2] = b;
-        jt[k % 2] = t;
+        if (k >= R) q4k_out<M>(w, p, s, k - R, jb[k % R], jt[k % R], acc);
+        jb[k % R] = b;
+        jt[k % R] = t;
       }
     }
   }
   if constexpr (readout) {
-    if (k % 2) q4k_store_c<0>(s.cb[0]);  // job k - 1
-    else q4k_store_c<1>(s.cb[1]);
-    if (k >= 2) q4k_out<M>(w, p, s, k - 2, jb[k % 2], jt[k % 2], acc);
-    q4k_out<M>(w, p, s, k - 1, jb[(k - 1) % 2], jt[(k - 1) % 2], acc);
+    if (k % 2) q4k_store_c<0>(s.cb[(k - 1) % R]);  // job k - 1
+    else q4k_store_c<1>(s.cb[(k - 1) % R]);
+    for (std::int64_t j = std::max<std::int64_t>(0, k - R); j < k; ++j)
+      q4k_out<M>(w, p, s, j, jb[j % R], jt[j % R], acc);
   }
   for (std::int64_t t = t0 * token_rows; t < std::min(tokens, t1 * token_rows); ++t)
     vec::store_first(y + t * ldy + p * panel_rows, _mm512_load_ps(acc + t * panel_rows), n);
