@@ -15,6 +15,7 @@
 #include <cstring>
 #include <numeric>
 #include <optional>
+#include <array>
 #include <random>
 #include <set>
 #include <string>
@@ -93,7 +94,16 @@ void run_shape(const std::string& impl, std::vector<cpu::FusedExperts>& layers, 
       ++i;
     };
     const auto rp = mb::rep_policy(tokens, quick);
+    for (auto& l : layers) l.reset_phase_seconds();
     const auto st = mb::time_it(pass, rp.budget_s, rp.min_reps, rp.max_reps, std::max(rp.warmup, passes + 1));
+    // Mean milliseconds per call in each phase of FusedExperts::forward (warm-up calls included).
+    std::array<double, 5> phase{};
+    for (const auto& l : layers)
+      for (std::size_t p = 0; p < phase.size(); ++p) phase[p] += l.phase_seconds()[p];
+    std::string phases = "[";
+    for (std::size_t p = 0; p < phase.size(); ++p)
+      phases += (p ? ", " : "") + std::to_string(phase[p] * 1e3 / static_cast<double>(i));
+    phases += "]";
     double sum = 0;
     std::size_t bad = 0;
     for (float v : out) std::isfinite(v) ? (void)(sum += std::fabs(v)) : (void)++bad;
@@ -101,7 +111,8 @@ void run_shape(const std::string& impl, std::vector<cpu::FusedExperts>& layers, 
     const double bytes = tokens == 1 ? mb::decode_bytes(s) : mb::weight_bytes(s, r);
     mb::print_result(impl, s, tokens, st, bytes,
                      "\"kernels\": \"" + layers[0].matrices().gate[0].kernel_name() + " / " +
-                         layers[0].matrices().down[0].kernel_name() + "\", \"layers\": " + std::to_string(passes));
+                         layers[0].matrices().down[0].kernel_name() + "\", \"layers\": " + std::to_string(passes) +
+                         ", \"phases_ms\": " + phases);
   }
 }
 

@@ -16,7 +16,9 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -65,6 +67,7 @@ class FusedExperts {
                std::int64_t k, float* out) const {
     const std::int64_t hidden = set_.hidden, ffn = set_.ffn, slots = tokens * k;
     if (slots == 0) return;
+    PhaseClock clock(phase_seconds_);
     group_by_expert(tokens, id, k);
 
     // 1. Inputs, quantized once per token, then copied into each routed expert's contiguous group.
@@ -82,6 +85,7 @@ class FusedExperts {
                     in_bytes_);
     });
 
+    clock.next();
     // 2. Gate and up, then h = silu(gate) · up in place of up.
     gate_.resize(static_cast<std::size_t>(slots * ffn));
     h_.resize(gate_.size());
@@ -100,6 +104,7 @@ class FusedExperts {
         }
     });
 
+    clock.next();
     // 3. h quantized for the down matrices.
     h_q_.resize(static_cast<std::size_t>(slots) * h_bytes_);
     const auto& h_quantizer = set_.down[static_cast<std::size_t>(active_.front())];
@@ -108,6 +113,7 @@ class FusedExperts {
         h_quantizer.quantize_activation(h_.data() + s * ffn, h_q_.data() + static_cast<std::size_t>(s) * h_bytes_);
     });
 
+    clock.next();
     // 4. Down.
     y_.resize(static_cast<std::size_t>(slots * hidden));
     run_tasks(pool, hidden, [&](std::int64_t expert, std::int64_t r0, std::int64_t r1) {
@@ -117,6 +123,7 @@ class FusedExperts {
                                                          h_bytes_, n, y_.data() + first * hidden, hidden);
     });
 
+    clock.next();
     // 5. Weighted sum, slot order fixed.
     for_rows(pool, tokens, k * hidden / 4, [&](std::int64_t b, std::int64_t e) {
       for (std::int64_t t = b; t < e; ++t)
@@ -127,9 +134,32 @@ class FusedExperts {
           for (std::int64_t c = 0; c < hidden; ++c) o[c] += w * y[c];
         }
     });
+    clock.next();
   }
 
+  /// Seconds spent in each phase (1 grouping and input quantization, 2 gate/up/SiLU, 3 h quantization, 4 down,
+  /// 5 weighted sum), summed over calls since the last reset: what a profile of a layer needs, at the cost of six
+  /// clock reads per call.
+  const std::array<double, 5>& phase_seconds() const { return phase_seconds_; }
+  void reset_phase_seconds() { phase_seconds_ = {}; }
+
  private:
+  /// Adds the time since the previous mark to the next phase's total.
+  class PhaseClock {
+   public:
+    explicit PhaseClock(std::array<double, 5>& totals) : totals_(totals) {}
+    void next() {
+      const auto now = std::chrono::steady_clock::now();
+      if (phase_ < totals_.size()) totals_[phase_++] += std::chrono::duration<double>(now - last_).count();
+      last_ = now;
+    }
+
+   private:
+    std::array<double, 5>& totals_;
+    std::size_t phase_ = 0;
+    std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+  };
+
   /// Counting sort of the (token, j) pairs by expert: offset_[e] .. offset_[e+1] are expert e's slots, in
   /// token order; slot_of_[t·k + j] says where pair (t, j) went.
   void group_by_expert(std::int64_t tokens, const std::int32_t* id, std::int64_t k) const {
@@ -191,6 +221,7 @@ class FusedExperts {
   mutable std::vector<std::int64_t> offset_, fill_, slot_of_, slot_token_, active_;
   mutable std::vector<std::byte> tok_q_, in_q_, h_q_;
   mutable std::vector<float> gate_, h_, y_;
+  mutable std::array<double, 5> phase_seconds_{};
 };
 
 }  // namespace hmoe::cpu
