@@ -20,27 +20,26 @@
 
 namespace hmoe {
 
-/// The all-CPU f32 reference layout: every weight read in its stored format and dequantized on access,
-/// activations in f32. Exact for any file up to f32 rounding; what the fast layouts are tested against.
-template <model_dims D = dims::Dynamic>
-using ReferenceModel =
+namespace detail {
+/// Everything on the CPU: attention, dense layers, router and shared experts on the f32 reference path, the
+/// routed experts as `RoutedExperts` says.
+template <model_dims D, class RoutedExperts>
+using AllCpuModel =
     CausalLM<D,
              DecoderLayer<MlaAttention<D, Placement<CPU>>, Mlp<D, Placement<CPU>>>,
              DecoderLayer<MlaAttention<D, Placement<CPU>>,
-                          MoeLayer<TopKRouter<D, Placement<CPU>>,
-                                   Experts<D, Placement<CPU>, Quant<Stored>, Isa<Generic>>,
-                                   Mlp<D, Placement<CPU>>>>>;
+                          MoeLayer<TopKRouter<D, Placement<CPU>>, RoutedExperts, Mlp<D, Placement<CPU>>>>>;
+}  // namespace detail
+
+/// The all-CPU f32 reference layout: every weight read in its stored format and dequantized on access,
+/// activations in f32. Exact for any file up to f32 rounding; what the fast layouts are tested against.
+template <model_dims D = dims::Dynamic>
+using ReferenceModel = detail::AllCpuModel<D, Experts<D, Placement<CPU>, Quant<Stored>, Isa<Generic>>>;
 
 /// All on the CPU, with the routed experts on the fused AVX-512 or AMX kernels (`IsaTag` = AVX512 or AMX) and
 /// their weights as `Format` says (Stored: as the file has them; Int8 / BF16: converted at load). Attention,
 /// the dense layers and the shared experts stay on the f32 reference path.
 template <class IsaTag, class Format = Stored, model_dims D = dims::Dynamic>
-using CpuModel =
-    CausalLM<D,
-             DecoderLayer<MlaAttention<D, Placement<CPU>>, Mlp<D, Placement<CPU>>>,
-             DecoderLayer<MlaAttention<D, Placement<CPU>>,
-                          MoeLayer<TopKRouter<D, Placement<CPU>>,
-                                   Experts<D, Placement<CPU>, Quant<Format>, Isa<IsaTag>>,
-                                   Mlp<D, Placement<CPU>>>>>;
+using CpuModel = detail::AllCpuModel<D, Experts<D, Placement<CPU>, Quant<Format>, Isa<IsaTag>>>;
 
 }  // namespace hmoe
