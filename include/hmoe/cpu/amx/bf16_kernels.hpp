@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "hmoe/cpu/amx/drivers.hpp"
 #include "hmoe/cpu/amx/packed_bf16.hpp"
 #include "hmoe/cpu/amx/panel.hpp"
 #include "hmoe/cpu/amx/tiles.hpp"
@@ -17,64 +18,46 @@ namespace hmoe::cpu::amx {
 
 namespace detail {
 
-inline constexpr TileConfig bf16_tile_config = kernel_tile_config(64, 16);
+/// The kernel policy of `PackedBF16` for drivers.hpp.
+struct BF16Kernel {
+  using Matrix = PackedBF16;
 
-template <int TI, int PI>
-HMOE_TARGET_AMX void bf16_store(const TokenBlock& tb, std::int64_t p, std::int64_t t0, std::int64_t row_end,
-                                float* y, std::int64_t ldy) {
-  alignas(64) float c[token_rows][panel_rows];
-  tile_store<tile_c<TI, PI>>(c, 64);
-  const std::int64_t r0 = (p + PI) * panel_rows;
-  const int n = static_cast<int>(std::min<std::int64_t>(panel_rows, row_end - r0));
-  if (n <= 0) return;
-  for (int r = 0; r < tb.count; ++r)
-    vec::store_first(y + (t0 + TI * token_rows + r) * ldy + r0, _mm512_loadu_ps(c[r]), n);
-}
-
-template <int NT, int NP>
-HMOE_TARGET_AMX void bf16_tile_block(const PackedBF16& w, const TokenBlock* tb, std::int64_t p, std::int64_t t0,
-                                     std::int64_t row_end, float* y, std::int64_t ldy) {
-  tile_zero<tile_c<0, 0>>();
-  if constexpr (NP == 2) tile_zero<tile_c<0, 1>>();
-  if constexpr (NT == 2) tile_zero<tile_c<1, 0>>();
-  if constexpr (NT == 2 && NP == 2) tile_zero<tile_c<1, 1>>();
-  for (std::int64_t c = 0; c < w.chunks(); ++c) {
-    const std::size_t off = static_cast<std::size_t>(c * PackedBF16::chunk_k * 2);
-    tile_load<tile_a0>(tb[0].base + off, tb[0].stride);
-    if constexpr (NT == 2) tile_load<tile_a1>(tb[1].base + off, tb[1].stride);
-    tile_load<tile_b0>(w.chunk(p, c), 64);
-    if constexpr (NP == 2) tile_load<tile_b1>(w.chunk(p + 1, c), 64);
-    tile_dpbf16ps<tile_c<0, 0>, tile_a0, tile_b0>();
-    if constexpr (NP == 2) tile_dpbf16ps<tile_c<0, 1>, tile_a0, tile_b1>();
-    if constexpr (NT == 2) tile_dpbf16ps<tile_c<1, 0>, tile_a1, tile_b0>();
-    if constexpr (NT == 2 && NP == 2) tile_dpbf16ps<tile_c<1, 1>, tile_a1, tile_b1>();
+  template <int C, int A, int B>
+  [[gnu::always_inline]] HMOE_TARGET_AMX static void dot() {
+    tile_dpbf16ps<C, A, B>();
   }
-  bf16_store<0, 0>(tb[0], p, t0, row_end, y, ldy);
-  if constexpr (NP == 2) bf16_store<0, 1>(tb[0], p, t0, row_end, y, ldy);
-  if constexpr (NT == 2) bf16_store<1, 0>(tb[1], p, t0, row_end, y, ldy);
-  if constexpr (NT == 2 && NP == 2) bf16_store<1, 1>(tb[1], p, t0, row_end, y, ldy);
-}
 
-/// NT (1..4) tokens of one panel; each B row (a K pair x 16 channels) is loaded once for all of them.
-template <int NT>
-HMOE_TARGET_AVX512 void bf16_vector_block(const PackedBF16& w, std::int64_t p, const std::byte* act,
-                                          std::size_t stride, std::int64_t t0, int n, float* y, std::int64_t ldy) {
-  __m512 acc[NT];
-  const std::byte* a[NT];
-  for (int t = 0; t < NT; ++t) {
-    acc[t] = _mm512_setzero_ps();
-    a[t] = act + static_cast<std::size_t>(t0 + t) * stride;
-  }
-  for (std::int64_t c = 0; c < w.chunks(); ++c) {
-    const std::byte* b = w.chunk(p, c);
-    const std::size_t off = static_cast<std::size_t>(c * PackedBF16::chunk_k * 2);
-    for (int g = 0; g < 16; ++g) {
-      const __m512i wrow = _mm512_loadu_si512(b + 64 * g);
-      for (int t = 0; t < NT; ++t) acc[t] = vec::dot_bf16(acc[t], vec::broadcast4(a[t] + off + 4 * g), wrow);
+  using Acc = float;
+  /// A C row is already y.
+  struct Readout {
+    HMOE_TARGET_AVX512 Readout(const PackedBF16&, std::int64_t) {}
+    [[gnu::always_inline]] HMOE_TARGET_AVX512 __m512 operator()(const float* c, const std::byte*) const {
+      return _mm512_loadu_ps(c);
     }
+  };
+
+  /// NT (1..4) tokens of one panel; each B row (a K pair x 16 channels) is loaded once for all of them.
+  template <int NT>
+  HMOE_TARGET_AVX512 static void vector_block(const PackedBF16& w, std::int64_t p, const std::byte* act,
+                                              std::size_t stride, std::int64_t t0, int n, float* y,
+                                              std::int64_t ldy) {
+    __m512 acc[NT];
+    const std::byte* a[NT];
+    for (int t = 0; t < NT; ++t) {
+      acc[t] = _mm512_setzero_ps();
+      a[t] = act + static_cast<std::size_t>(t0 + t) * stride;
+    }
+    for (std::int64_t c = 0; c < w.chunks(); ++c) {
+      const std::byte* b = w.chunk(p, c);
+      const std::size_t off = static_cast<std::size_t>(c * PackedBF16::act_chunk_bytes);
+      for (int g = 0; g < 16; ++g) {
+        const __m512i wrow = _mm512_loadu_si512(b + 64 * g);
+        for (int t = 0; t < NT; ++t) acc[t] = vec::dot_bf16(acc[t], vec::broadcast4(a[t] + off + 4 * g), wrow);
+      }
+    }
+    for (int t = 0; t < NT; ++t) vec::store_first(y + (t0 + t) * ldy + p * panel_rows, acc[t], n);
   }
-  for (int t = 0; t < NT; ++t) vec::store_first(y + (t0 + t) * ldy + p * panel_rows, acc[t], n);
-}
+};
 
 }  // namespace detail
 
@@ -82,45 +65,16 @@ HMOE_TARGET_AVX512 void bf16_vector_block(const PackedBF16& w, std::int64_t p, c
 HMOE_TARGET_AMX inline void matmul_tiles(const PackedBF16& w, std::int64_t row_begin, std::int64_t row_end,
                                          const std::byte* act, std::size_t act_row_bytes, std::int64_t tokens,
                                          float* y, std::int64_t ldy) {
-  const std::size_t row_bytes = activation_row_bytes(w);
-  check_matmul_args("hmoe::cpu::amx::matmul_tiles(PackedBF16)", w.rows(), row_begin, row_end, act, act_row_bytes,
-                    row_bytes, tokens, y, ldy);
-  if (tokens == 0 || row_end == row_begin) return;
-  std::byte* pad = tokens % token_rows ? padding_buffer(row_bytes) : nullptr;
-  const TileScope scope(detail::bf16_tile_config);
-  const std::int64_t pe = panel_count(row_end);
-  for (std::int64_t p = row_begin / panel_rows; p < pe; p += 2) {
-    const bool two_panels = p + 1 < pe;
-    for (std::int64_t t0 = 0; t0 < tokens; t0 += 2 * token_rows) {
-      TokenBlock tb[2];
-      tb[0] = token_block(act, act_row_bytes, tokens, t0, row_bytes, pad);
-      const bool two_blocks = t0 + token_rows < tokens;
-      if (two_blocks) tb[1] = token_block(act, act_row_bytes, tokens, t0 + token_rows, row_bytes, pad);
-      if (two_blocks && two_panels) detail::bf16_tile_block<2, 2>(w, tb, p, t0, row_end, y, ldy);
-      else if (two_blocks) detail::bf16_tile_block<2, 1>(w, tb, p, t0, row_end, y, ldy);
-      else if (two_panels) detail::bf16_tile_block<1, 2>(w, tb, p, t0, row_end, y, ldy);
-      else detail::bf16_tile_block<1, 1>(w, tb, p, t0, row_end, y, ldy);
-    }
-  }
+  detail::tile_product<detail::BF16Kernel>("hmoe::cpu::amx::matmul_tiles(PackedBF16)", w, row_begin, row_end, act,
+                                           act_row_bytes, tokens, y, ldy);
 }
 
 /// The same product with AVX-512 BF16 on the packed B tiles, for few tokens.
 HMOE_TARGET_AVX512 inline void matmul_vector(const PackedBF16& w, std::int64_t row_begin, std::int64_t row_end,
                                              const std::byte* act, std::size_t act_row_bytes, std::int64_t tokens,
                                              float* y, std::int64_t ldy) {
-  check_matmul_args("hmoe::cpu::amx::matmul_vector(PackedBF16)", w.rows(), row_begin, row_end, act, act_row_bytes,
-                    activation_row_bytes(w), tokens, y, ldy);
-  for (std::int64_t p = row_begin / panel_rows; p < panel_count(row_end); ++p) {
-    const int n = static_cast<int>(std::min<std::int64_t>(panel_rows, row_end - p * panel_rows));
-    std::int64_t t0 = 0;
-    for (; t0 + 4 <= tokens; t0 += 4) detail::bf16_vector_block<4>(w, p, act, act_row_bytes, t0, n, y, ldy);
-    switch (tokens - t0) {
-      case 3: detail::bf16_vector_block<3>(w, p, act, act_row_bytes, t0, n, y, ldy); break;
-      case 2: detail::bf16_vector_block<2>(w, p, act, act_row_bytes, t0, n, y, ldy); break;
-      case 1: detail::bf16_vector_block<1>(w, p, act, act_row_bytes, t0, n, y, ldy); break;
-      default: break;
-    }
-  }
+  detail::vector_product<detail::BF16Kernel>("hmoe::cpu::amx::matmul_vector(PackedBF16)", w, row_begin, row_end,
+                                             act, act_row_bytes, tokens, y, ldy);
 }
 
 }  // namespace hmoe::cpu::amx

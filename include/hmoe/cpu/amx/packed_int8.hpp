@@ -28,65 +28,38 @@
 
 namespace hmoe::cpu::amx {
 
-class PackedInt8 {
+class PackedInt8 : public PanelTiles<64, 1> {
  public:
-  static constexpr int chunk_k = 64;          ///< K per B tile
-  static constexpr int chunk_bytes = 1024;    ///< one B tile
-
   static PackedInt8 pack(const WeightMatrix& w) {
-    check_readable("PackedInt8", w);
     PackedInt8 p;
-    p.rows_ = w.rows;
-    p.cols_ = w.cols;
-    p.kp_ = round_up(w.cols, chunk_k);
-    const std::int64_t panels = panel_count(w.rows);
-    p.data_ = AlignedBytes(static_cast<std::size_t>(panels * (p.kp_ / chunk_k) * chunk_bytes));
-    p.scale_.assign(static_cast<std::size_t>(panels * panel_rows), 0.0f);
-    p.bias_.assign(static_cast<std::size_t>(panels * panel_rows), 0);
-    std::vector<float> x(static_cast<std::size_t>(w.cols));
-    for (std::int64_t r = 0; r < w.rows; ++r) {
-      w.dequantize_row(r, x.data());
+    p.init("PackedInt8", w);
+    const auto padded_rows = static_cast<std::size_t>(panel_count(w.rows) * panel_rows);
+    p.scale_.assign(padded_rows, 0.0f);
+    p.bias_.assign(padded_rows, 0);
+    for_each_row(w, [&](std::int64_t r, const float* x) {
       float amax = 0.0f;
-      for (float v : x) amax = std::max(amax, std::fabs(v));
+      for (std::int64_t k = 0; k < w.cols; ++k) amax = std::max(amax, std::fabs(x[k]));
       const float scale = amax / 127.0f;
       std::int32_t sum = 0;
       for (std::int64_t k = 0; k < w.cols; ++k) {
         const float q = scale > 0.0f ? std::nearbyint(x[k] / scale) : 0.0f;
         const auto qi = static_cast<std::int8_t>(std::clamp(q, -127.0f, 127.0f));
-        reinterpret_cast<std::int8_t*>(p.data_.data())[p.weight_offset(r, k)] = qi;
+        p.set_element(r, k, qi);
         sum += qi;
       }
-      p.scale_[r] = scale;
-      p.bias_[r] = 128 * sum;
-    }
+      p.scale_[static_cast<std::size_t>(r)] = scale;
+      p.bias_[static_cast<std::size_t>(r)] = 128 * sum;
+    });
     return p;
   }
 
-  std::int64_t rows() const { return rows_; }
-  std::int64_t cols() const { return cols_; }
-  std::int64_t padded_cols() const { return kp_; }
-  std::int64_t chunks() const { return kp_ / chunk_k; }
-
-  /// B tile of panel p, K chunk c.
-  const std::byte* chunk(std::int64_t p, std::int64_t c) const {
-    return data_.data() + static_cast<std::size_t>((p * chunks() + c) * chunk_bytes);
-  }
-  const float* scales() const { return scale_.data(); }        ///< per row, padded to whole panels
+  const float* scales() const { return scale_.data(); }            ///< per row, padded to whole panels
   const std::int32_t* row_biases() const { return bias_.data(); }  ///< 128 * sum of q per row, padded
 
-  std::int8_t weight(std::int64_t r, std::int64_t k) const {
-    return reinterpret_cast<const std::int8_t*>(data_.data())[weight_offset(r, k)];
-  }
+  std::int8_t weight(std::int64_t r, std::int64_t k) const { return element<std::int8_t>(r, k); }
   float scale(std::int64_t r) const { return scale_[static_cast<std::size_t>(r)]; }
 
  private:
-  std::size_t weight_offset(std::int64_t r, std::int64_t k) const {
-    const std::int64_t p = r / panel_rows, n = r % panel_rows, c = k / chunk_k, g = (k % chunk_k) / 4, i = k % 4;
-    return static_cast<std::size_t>((p * chunks() + c) * chunk_bytes + 64 * g + 4 * n + i);
-  }
-
-  std::int64_t rows_ = 0, cols_ = 0, kp_ = 0;
-  AlignedBytes data_;
   std::vector<float> scale_;
   std::vector<std::int32_t> bias_;
 };

@@ -82,6 +82,73 @@ inline void check_readable(const char* format, const WeightMatrix& w) {
   if (w.row_bytes < need) throw std::invalid_argument(pack_error(format, w.name, "row_bytes too small"));
 }
 
+/// What the plain packed formats (`PackedInt8`, `PackedBF16`) share: K zero-padded to whole chunks of ChunkK,
+/// and panel p, K chunk c stored as one 1 KiB B tile whose row g holds 16 channels of 4 bytes, each the
+/// 4 / ElemBytes consecutive K values of one channel (VNNI layout). Rows past the matrix are zero.
+template <int ChunkK, int ElemBytes>
+class PanelTiles {
+ public:
+  static constexpr int chunk_k = ChunkK;                   ///< K per B tile
+  static constexpr int chunk_bytes = 1024;                 ///< one B tile
+  static constexpr int act_chunk_bytes = ChunkK * ElemBytes;  ///< one K chunk of an activation row (an A tile row)
+
+  std::int64_t rows() const { return rows_; }
+  std::int64_t cols() const { return cols_; }
+  std::int64_t padded_cols() const { return kp_; }
+  std::int64_t chunks() const { return kp_ / chunk_k; }
+
+  /// B tile of panel p, K chunk c.
+  const std::byte* chunk(std::int64_t p, std::int64_t c) const {
+    return data_.data() + static_cast<std::size_t>((p * chunks() + c) * chunk_bytes);
+  }
+
+ protected:
+  /// The first pack steps: checks w, sets the geometry and allocates the zeroed tiles.
+  void init(const char* format, const WeightMatrix& w) {
+    check_readable(format, w);
+    rows_ = w.rows;
+    cols_ = w.cols;
+    kp_ = round_up(w.cols, chunk_k);
+    data_ = AlignedBytes(static_cast<std::size_t>(panel_count(w.rows) * chunks() * chunk_bytes));
+  }
+
+  /// f(r, x) for every row r of w, x its cols dequantized values.
+  template <class F>
+  static void for_each_row(const WeightMatrix& w, F&& f) {
+    std::vector<float> x(static_cast<std::size_t>(w.cols));
+    for (std::int64_t r = 0; r < w.rows; ++r) {
+      w.dequantize_row(r, x.data());
+      f(r, static_cast<const float*>(x.data()));
+    }
+  }
+
+  /// w[r][k], of ElemBytes bytes.
+  template <class T>
+  T element(std::int64_t r, std::int64_t k) const {
+    static_assert(sizeof(T) == ElemBytes);
+    T v;
+    std::memcpy(&v, data_.data() + offset(r, k), sizeof(T));
+    return v;
+  }
+  template <class T>
+  void set_element(std::int64_t r, std::int64_t k, T v) {
+    static_assert(sizeof(T) == ElemBytes);
+    std::memcpy(data_.data() + offset(r, k), &v, sizeof(T));
+  }
+
+ private:
+  static constexpr int per_group = 4 / ElemBytes;  ///< K values per 4-byte VNNI group
+
+  std::size_t offset(std::int64_t r, std::int64_t k) const {
+    const std::int64_t p = r / panel_rows, n = r % panel_rows, c = k / chunk_k, g = (k % chunk_k) / per_group,
+                       i = k % per_group;
+    return static_cast<std::size_t>((p * chunks() + c) * chunk_bytes + 64 * g + 4 * n + ElemBytes * i);
+  }
+
+  std::int64_t rows_ = 0, cols_ = 0, kp_ = 0;
+  AlignedBytes data_;
+};
+
 /// Checks what every matmul entry point assumes, once per call.
 inline void check_matmul_args(const char* who, std::int64_t rows, std::int64_t row_begin, std::int64_t row_end,
                               const std::byte* act, std::size_t act_row_bytes, std::size_t need_row_bytes,

@@ -29,6 +29,7 @@
 #include <cstring>
 #include <vector>
 
+#include "hmoe/cpu/amx/drivers.hpp"
 #include "hmoe/cpu/amx/packed_q4k.hpp"
 #include "hmoe/cpu/amx/panel.hpp"
 #include "hmoe/cpu/amx/tiles.hpp"
@@ -355,6 +356,18 @@ HMOE_TARGET_AVX512 void q4k_vector_block(const PackedQ4K& w, std::int64_t p, con
   for (int t = 0; t < NT; ++t) vec::store_first(y + (t0 + t) * ldy + p * panel_rows, acc[t], n);
 }
 
+/// The vector path's policy for drivers.hpp.
+struct Q4KVector {
+  using Matrix = PackedQ4K;
+  template <int NT>
+  [[gnu::always_inline]] HMOE_TARGET_AVX512 static void vector_block(const PackedQ4K& w, std::int64_t p,
+                                                                     const std::byte* act, std::size_t stride,
+                                                                     std::int64_t t0, int n, float* y,
+                                                                     std::int64_t ldy) {
+    q4k_vector_block<NT>(w, p, act, stride, t0, n, y, ldy);
+  }
+};
+
 }  // namespace detail
 
 /// y[t * ldy + r] = row r . token t, for r in [row_begin, row_end) (row_begin a multiple of 16), with AMX tiles.
@@ -368,19 +381,8 @@ HMOE_TARGET_AMX inline void matmul_tiles(const PackedQ4K& w, std::int64_t row_be
 HMOE_TARGET_AVX512 inline void matmul_vector(const PackedQ4K& w, std::int64_t row_begin, std::int64_t row_end,
                                              const std::byte* act, std::size_t act_row_bytes, std::int64_t tokens,
                                              float* y, std::int64_t ldy) {
-  check_matmul_args("hmoe::cpu::amx::matmul_vector(PackedQ4K)", w.rows(), row_begin, row_end, act, act_row_bytes,
-                    activation_row_bytes(w), tokens, y, ldy);
-  for (std::int64_t p = row_begin / panel_rows; p < panel_count(row_end); ++p) {
-    const int n = static_cast<int>(std::min<std::int64_t>(panel_rows, row_end - p * panel_rows));
-    std::int64_t t0 = 0;
-    for (; t0 + 4 <= tokens; t0 += 4) detail::q4k_vector_block<4>(w, p, act, act_row_bytes, t0, n, y, ldy);
-    switch (tokens - t0) {
-      case 3: detail::q4k_vector_block<3>(w, p, act, act_row_bytes, t0, n, y, ldy); break;
-      case 2: detail::q4k_vector_block<2>(w, p, act, act_row_bytes, t0, n, y, ldy); break;
-      case 1: detail::q4k_vector_block<1>(w, p, act, act_row_bytes, t0, n, y, ldy); break;
-      default: break;
-    }
-  }
+  detail::vector_product<detail::Q4KVector>("hmoe::cpu::amx::matmul_vector(PackedQ4K)", w, row_begin, row_end, act,
+                                            act_row_bytes, tokens, y, ldy);
 }
 
 }  // namespace hmoe::cpu::amx

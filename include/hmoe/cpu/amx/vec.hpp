@@ -1,12 +1,14 @@
 /// \file
-/// \brief The few AVX-512 operations the packed kernels need that SIMDe 0.7.4 lacks (int32 -> f32, bytes ->
-/// f32, a partial store, bf16 vector casts), with scalar stand-ins under `HMOE_EMULATE_X86`.
+/// \brief The few AVX-512 operations the packed kernels need that SIMDe 0.7.4 lacks (bytes -> f32, a
+/// partial store, bf16 vector casts), with scalar stand-ins under `HMOE_EMULATE_X86`; int32 -> f32 comes from
+/// the AVX-512 kernels' shims.
 #pragma once
 
 #include <bit>
 #include <cstdint>
 #include <cstring>
 
+#include "hmoe/cpu/avx512/shims.hpp"
 #include "hmoe/cpu/x86/intrinsics.hpp"
 
 namespace hmoe::cpu::amx::vec {
@@ -17,18 +19,8 @@ using BF16x32 = simde__m512bh;
 using BF16x32 = __m512bh;
 #endif
 
-/// int32 lanes to f32, round to nearest even (what vcvtdq2ps does under the default MXCSR).
-HMOE_TARGET_AVX512 inline __m512 to_float(__m512i v) {
-#if defined(HMOE_EMULATE_X86)
-  alignas(64) std::int32_t i[16];
-  alignas(64) float f[16];
-  _mm512_storeu_si512(i, v);
-  for (int l = 0; l < 16; ++l) f[l] = static_cast<float>(i[l]);
-  return _mm512_loadu_ps(f);
-#else
-  return _mm512_maskz_cvtepi32_ps(0xFFFF, v);  // the unmasked form trips GCC 12's -Wuninitialized in its header
-#endif
-}
+/// int32 lanes to f32: the AVX-512 kernels' helper.
+using avx512::detail::to_float;
 
 /// 16 unsigned bytes to 16 f32 lanes.
 HMOE_TARGET_AVX512 inline __m512 bytes_to_float(const std::uint8_t* p) {

@@ -39,7 +39,8 @@ HMOE_TARGET_AVX512 inline float half_to_float(std::uint16_t h) {
 #endif
 }
 
-/// 16 int32 lanes -> float (exact below 2^24, which every kernel's lane sums stay under).
+/// 16 int32 lanes -> float, round to nearest even (what vcvtdq2ps does under the default MXCSR; exact below
+/// 2^24). Shared with the AMX kernels (`amx::vec::to_float`).
 HMOE_TARGET_AVX512 inline __m512 to_float(__m512i v) {
 #if defined(HMOE_EMULATE_X86)
   alignas(64) std::int32_t i[16];
@@ -48,7 +49,7 @@ HMOE_TARGET_AVX512 inline __m512 to_float(__m512i v) {
   for (int l = 0; l < 16; ++l) f[l] = static_cast<float>(i[l]);
   return _mm512_load_ps(f);
 #else
-  return _mm512_cvtepi32_ps(v);
+  return _mm512_maskz_cvtepi32_ps(0xFFFF, v);  // the unmasked form trips GCC 12's -Wuninitialized in its header
 #endif
 }
 
