@@ -2,6 +2,7 @@
 // Other tools script against these flags: keep them stable.
 
 #include <hmoe/hmoe.hpp>
+#include <hmoe/model/memory_report.hpp>
 #include <hmoe/tokenizer/tokenizer.hpp>
 
 #include <algorithm>
@@ -40,6 +41,9 @@ usage: hmoe-eval --model M.gguf --tokens ID,ID,... [options]
   --perplexity FILE   perplexity of a text file, computed as llama.cpp's llama-perplexity does: the text is
                       tokenized (with BOS), cut into chunks of --ctx tokens (default 512) each starting with
                       BOS, and only the second half of each chunk is scored
+  --memory-report L   print what layout L (cpu, hybrid: routed experts in host RAM and the rest on the GPU,
+                      or gpu) needs on the GPU and in host RAM per tensor group, with the KV cache for --ctx
+                      (default 4096) tokens, and exit. Nothing is allocated.
   -h, --help          this text
 
 Prints the model's shape, the time taken and the top-5 tokens of the last position.
@@ -120,7 +124,7 @@ long long parse_count(const std::string& flag, const std::string& s) {
 }  // namespace
 
 struct Options {
-  std::string model_path, logits_out, perplexity, prompt, experts = "auto";
+  std::string model_path, logits_out, perplexity, prompt, experts = "auto", memory_layout;
   long long generate = 0, ctx = 0;
   std::vector<std::int32_t> tokens;
   bool decode = false;
@@ -129,7 +133,7 @@ struct Options {
 
 template <class Model>
 int run(Options o, std::string_view path_name) {
-  auto& [model_path, logits_out, perplexity, prompt, experts, generate, ctx, tokens, decode, threads] = o;
+  auto& [model_path, logits_out, perplexity, prompt, experts, memory_layout, generate, ctx, tokens, decode, threads] = o;
   const auto t0 = std::chrono::steady_clock::now();
   const auto model = Model::load(hmoe::gguf::File::open(model_path));
   const auto& h = model.hparams();
@@ -202,7 +206,7 @@ int run(Options o, std::string_view path_name) {
 
 int main(int argc, char** argv) {
   Options o;
-  auto& [model_path, logits_out, perplexity, prompt, experts, generate, ctx, tokens, decode, threads] = o;
+  auto& [model_path, logits_out, perplexity, prompt, experts, memory_layout, generate, ctx, tokens, decode, threads] = o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -218,6 +222,7 @@ int main(int argc, char** argv) {
     else if (a == "--decode") decode = true;
     else if (a == "--reference") experts = "reference";
     else if (a == "--experts") experts = value();
+    else if (a == "--memory-report") memory_layout = value();
     else if (a == "--threads" || a == "-t") threads = static_cast<unsigned>(parse_count(a, value()));
     else if (a == "--ctx") ctx = parse_count(a, value());
     else if (a == "--perplexity") perplexity = value();
@@ -226,6 +231,22 @@ int main(int argc, char** argv) {
     else fail("unknown option '" + a + "'");
   }
   if (model_path.empty()) fail("--model is required");
+  if (!memory_layout.empty()) {
+    const auto plan = memory_layout == "cpu"      ? hmoe::LayoutPlan::all_cpu()
+                      : memory_layout == "hybrid" ? hmoe::LayoutPlan::hybrid()
+                      : memory_layout == "gpu"    ? hmoe::LayoutPlan::all_gpu()
+                                                  : (fail("--memory-report takes cpu, hybrid or gpu"), hmoe::LayoutPlan{});
+    try {
+      const auto file = hmoe::gguf::File::open(model_path);
+      const auto h = hmoe::read_hparams(file);
+      std::cout << model_path << ", layout " << memory_layout << ":\n"
+                << hmoe::format(hmoe::memory_report(file, h, plan, ctx > 0 ? ctx : 4096), plan);
+      return 0;
+    } catch (const std::exception& e) {
+      std::cerr << "hmoe-eval: " << e.what() << "\n";
+      return 1;
+    }
+  }
   if (int{!tokens.empty()} + int{!perplexity.empty()} + int{!prompt.empty()} != 1)
     fail("give exactly one of --tokens, --prompt and --perplexity");
 
