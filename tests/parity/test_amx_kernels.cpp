@@ -81,6 +81,26 @@ TestMatrix random_q4k(std::mt19937_64& rng, std::int64_t rows, std::int64_t cols
   return m;
 }
 
+/// Random valid Q8_0 (q8 true) or Q5_0 blocks, every byte of q / qs / qh random.
+TestMatrix random_q8_blocks(std::mt19937_64& rng, std::int64_t rows, std::int64_t cols, bool q8) {
+  TestMatrix m;
+  const std::int64_t nb = cols / 32;
+  const std::size_t bb = q8 ? sizeof(quant::BlockQ8_0) : sizeof(quant::BlockQ5_0);
+  m.view = {q8 ? "test.q8_0" : "test.q5_0", q8 ? GgmlType::Q8_0 : GgmlType::Q5_0, rows, cols, nullptr,
+            static_cast<std::size_t>(nb) * bb};
+  m.bytes.resize(static_cast<std::size_t>(rows) * m.view.row_bytes);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> mag(1e-3f, 1e-1f);
+  for (std::int64_t i = 0; i < rows * nb; ++i) {
+    const std::uint16_t d = quant::fp32_to_fp16(mag(rng) * (byte(rng) & 1 ? 1.0f : -1.0f));
+    std::byte* dst = m.bytes.data() + static_cast<std::size_t>(i) * bb;
+    std::memcpy(dst, &d, 2);
+    for (std::size_t j = 2; j < bb; ++j) dst[j] = static_cast<std::byte>(byte(rng));
+  }
+  finish(m);
+  return m;
+}
+
 TestMatrix random_f32(std::mt19937_64& rng, std::int64_t rows, std::int64_t cols) {
   TestMatrix m;
   m.view = {"test.f32", GgmlType::F32, rows, cols, nullptr, static_cast<std::size_t>(cols) * 4};
@@ -157,6 +177,24 @@ double exact(const amx::PackedBF16& p, const TestMatrix&, std::int64_t r, const 
   return s;
 }
 
+double exact(const amx::PackedQ8Blocks& p, const TestMatrix& m, std::int64_t r, const std::byte* act) {
+  double y = 0.0;
+  for (std::int64_t b = 0; b < p.blocks(); ++b) {
+    quant::BlockQ8_0 a;
+    std::memcpy(&a, act + b * sizeof a, sizeof a);
+    std::int64_t dot = 0;
+    for (int l = 0; l < 32; ++l) {
+      // the file's own value q = deq / d (exact: d * q is exact in f32 for |q| <= 128)
+      const float dw = p.scale(r, b);
+      const int q = static_cast<int>(m.row(r)[32 * b + l] / dw);
+      if (q != p.weight(r, 32 * b + l)) FAIL_CHECK("packed weight differs: row " << r << " column " << 32 * b + l);
+      dot += static_cast<std::int64_t>(q) * a.qs[l];
+    }
+    y += static_cast<double>(p.scale(r, b)) * quant::fp16_to_fp32(a.d) * static_cast<double>(dot);
+  }
+  return y;
+}
+
 // --- bounds of |kernel - f32 product| from the format's rounding --------------------------------------------
 
 /// Q4_K weights are exact; Q8_K moves each activation by at most d / 2 of its block.
@@ -176,6 +214,20 @@ double f32_bound(const amx::PackedInt8& p, const TestMatrix& m, std::int64_t r, 
   double e = 0.0;
   for (std::int64_t k = 0; k < p.cols(); ++k)
     e += 0.5 * sw * std::fabs(x[k]) + 0.5 * sa * std::fabs(m.row(r)[k]) + 0.25 * sw * sa;
+  return e;
+}
+
+/// Q8_0 / Q5_0 weights are exact; Q8_0 moves each activation by at most d / 2 of its block plus the f16
+/// rounding of d times |q| <= 127 (under 0.07 d).
+double f32_bound(const amx::PackedQ8Blocks& p, const TestMatrix& m, std::int64_t r, const float*,
+                 const std::byte* act) {
+  double e = 0.0;
+  for (std::int64_t b = 0; b < p.blocks(); ++b) {
+    quant::BlockQ8_0 a;
+    std::memcpy(&a, act + b * sizeof a, sizeof a);
+    const double d = std::fabs(quant::fp16_to_fp32(a.d));
+    for (int l = 0; l < 32; ++l) e += 0.6 * d * std::fabs(m.row(r)[32 * b + l]);
+  }
   return e;
 }
 
@@ -346,6 +398,15 @@ TEST_CASE("PackedInt8: tiles and vector kernels match int8 arithmetic") {
   check_format<amx::PackedInt8>("Int8<-Q4_K", random_q4k(rng, 40, 2048), rng);
 }
 
+TEST_CASE("PackedQ8Blocks: tiles and vector kernels match Q8_0 / Q5_0 x Q8_0 arithmetic") {
+  if (!can_run()) return;
+  CAPTURE(run_seed());
+  std::mt19937_64 rng(run_seed() ^ 6);
+  for (bool q8 : {true, false})
+    for (auto [rows, cols] : {std::pair{16, 32}, {40, 96}, {16, 1408}, {40, 1408}})
+      check_format<amx::PackedQ8Blocks>(q8 ? "Q8_0" : "Q5_0", random_q8_blocks(rng, rows, cols, q8), rng);
+}
+
 TEST_CASE("PackedBF16: tiles and vector kernels match bf16 arithmetic") {
   if (!can_run()) return;
   CAPTURE(run_seed());
@@ -407,6 +468,27 @@ TEST_CASE("pack and matmul refuse bad input by name") {
   empty.rows = 0;
   e = message_of([&] { (void)amx::PackedInt8::pack(empty); });
   CHECK(e.find("empty.rows") != std::string::npos);
+
+  e = message_of([&] { (void)amx::PackedQ8Blocks::pack(q6); });
+  CHECK(e.find("blk.3.ffn_down_exps[7]") != std::string::npos);
+  CHECK(e.find("Q6_K") != std::string::npos);
+  TestMatrix q8 = random_q8_blocks(rng, 16, 64, true);
+  WeightMatrix q8odd = q8.view;
+  q8odd.name = "q8.odd.cols";
+  q8odd.cols = 48;
+  e = message_of([&] { (void)amx::PackedQ8Blocks::pack(q8odd); });
+  CHECK(e.find("q8.odd.cols") != std::string::npos);
+  const TestMatrix q5 = random_q8_blocks(rng, 16, 64, false);
+  WeightMatrix q5short = q5.view;
+  q5short.name = "q5.short.rows";
+  q5short.row_bytes = 40;
+  e = message_of([&] { (void)amx::PackedQ8Blocks::pack(q5short); });
+  CHECK(e.find("q5.short.rows") != std::string::npos);
+  const auto p8 = amx::PackedQ8Blocks::pack(q8.view);
+  std::vector<std::byte> act8(amx::activation_row_bytes(p8));
+  std::vector<float> y8(16);
+  e = message_of([&] { amx::matmul_tiles(p8, 0, 16, act8.data(), act8.size() - 1, 1, y8.data(), 16); });
+  CHECK(e.find("activation rows") != std::string::npos);
 
   const auto p = amx::PackedInt8::pack(q.view);
   std::vector<std::byte> act(amx::activation_row_bytes(p));

@@ -39,7 +39,8 @@ enum class ActivationFormat { Q8_K, Q8_0, BF16, AmxInt8, AmxBF16 };
 class ExpertMatrix {
  public:
   using Kernel = std::variant<StoredRows<Q4_K>, StoredRows<Q5_K>, StoredRows<Q6_K>, StoredRows<Q5_0>,
-                              StoredRows<Q8_0>, StoredRows<BF16>, amx::PackedQ4K, amx::PackedInt8, amx::PackedBF16>;
+                              StoredRows<Q8_0>, StoredRows<BF16>, amx::PackedQ4K, amx::PackedInt8, amx::PackedBF16,
+                              amx::PackedQ8Blocks>;
 
   /// `tiles`: whether the packed AMX formats may use tiles (Isa<AMX>) or only their AVX-512 kernel (Isa<AVX512>).
   ExpertMatrix(Kernel kernel, std::int64_t rows, std::int64_t cols, bool tiles)
@@ -51,7 +52,8 @@ class ExpertMatrix {
   ActivationFormat activation_format() const {
     return std::visit(
         []<class K>(const K&) {
-          if constexpr (std::is_same_v<K, StoredRows<Q8_0>> || std::is_same_v<K, StoredRows<Q5_0>>)
+          if constexpr (std::is_same_v<K, StoredRows<Q8_0>> || std::is_same_v<K, StoredRows<Q5_0>> ||
+                        std::is_same_v<K, amx::PackedQ8Blocks>)
             return ActivationFormat::Q8_0;
           else if constexpr (std::is_same_v<K, StoredRows<BF16>>) return ActivationFormat::BF16;
           else if constexpr (std::is_same_v<K, amx::PackedInt8>) return ActivationFormat::AmxInt8;
@@ -111,6 +113,7 @@ class ExpertMatrix {
             const std::string isa = tiles_ ? "AMX " : "AVX512 packed ";
             if constexpr (std::is_same_v<K, amx::PackedQ4K>) return isa + "Q4_K";
             else if constexpr (std::is_same_v<K, amx::PackedInt8>) return isa + "Int8";
+            else if constexpr (std::is_same_v<K, amx::PackedQ8Blocks>) return isa + "Q8_0/Q5_0 blocks";
             else return isa + "BF16";
           }
         },
@@ -147,8 +150,8 @@ inline bool bind_stored(const WeightMatrix& w, ExpertMatrix::Kernel& k) {
 
 /// Binds `w` to a kernel the policies allow:
 /// - `Quant<Stored>`: each matrix in its stored format. AVX-512 runs Q4_K, Q5_K, Q6_K, Q5_0, Q8_0 and BF16
-///   rows as stored; AMX additionally repacks Q4_K and BF16 into tile panels (same numbers), and leaves the
-///   rest to AVX-512.
+///   rows as stored; AMX additionally repacks Q4_K, BF16, Q8_0 and Q5_0 into tile panels (same numbers), and
+///   leaves the rest to AVX-512.
 /// - `Quant<Q4_K|Q5_K|Q6_K|Q5_0|Q8_0>`: the file must store exactly that format (no silent conversion).
 /// - `Quant<Int8>` / `Quant<BF16>`: converted at load from any stored format (Int8 is lossy: per-channel
 ///   scales; BF16 from a quantized file is exact, from F32 rounds).
@@ -161,6 +164,7 @@ ExpertMatrix bind_expert_matrix(const WeightMatrix& w) {
   if constexpr (std::is_same_v<Format, Stored>) {
     if (amx_tiles && w.type == GgmlType::Q4_K) k = amx::PackedQ4K::pack(w);
     else if (amx_tiles && w.type == GgmlType::BF16) k = amx::PackedBF16::pack(w);
+    else if (amx_tiles && (w.type == GgmlType::Q8_0 || w.type == GgmlType::Q5_0)) k = amx::PackedQ8Blocks::pack(w);
     else if (!detail::bind_stored(w, k))
       detail::refuse(w, IsaTag::name, Format::name, "convert it with Quant<Int8> or Quant<BF16>, or use Isa<Generic>");
   } else if constexpr (std::is_same_v<Format, Int8>) {
