@@ -107,7 +107,7 @@ struct AVX512 : Generic {
 struct AMX : AVX512 {
   static constexpr std::string_view name = "AMX";
   static bool available() { return supported && detail::cpu_has_amx(); }
-  /// `Stored`: Q4_K and BF16 tensors on tiles, the other stored formats on the AVX-512 kernels.
+  /// `Stored`: Q4_K, Q8_0, Q5_0 and BF16 tensors on tiles, the other stored formats on the AVX-512 kernels.
   template <class F>
   static constexpr bool runs = std::same_as<F, Stored> || std::same_as<F, Int8> || std::same_as<F, BF16> ||
                                std::same_as<F, Q4_K>;
