@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The CUDA unit on a GPU machine: configure + build (standalone `cmake -S cuda`, headers from .carry/), the GPU
+# The CUDA unit on a GPU machine: configure + build (the top-level project without the tokenizer, headers from
+# .carry/), the GPU
 # tests (`ctest -L gpu`), then the benchmarks; the markdown table is printed last and written to $OUT/cuda.md.
 #
 # Here, once:   benchmarks/cuda/prepare_carry.sh          (fills .carry/, git-ignored)
@@ -21,12 +22,16 @@ if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1 | tee -a "$log"
 
 say configure
-cmake -S "$root/cuda" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHMOE_CUDA=ON -DHMOE_TOKENIZER=OFF \
+  -DHMOE_BUILD_EXAMPLES=OFF -DHMOE_BUILD_BENCHMARKS=ON \
   -DCMAKE_PREFIX_PATH="$root/.carry" -DHMOE_CUDA_ARCHS="${HMOE_CUDA_ARCHS:-90a}" 2>&1 | tee -a "$log" | tail -5
 [ "${PIPESTATUS[0]}" -eq 0 ] || { tail -40 "$log"; say "configure FAILED"; exit 1; }
 
 say build
-cmake --build "$build" -j "${JOBS:-16}" 2>&1 | tee -a "$log" | grep -E "error|warning|FAILED" | head -50
+gpu_targets=$(cd "$root" && ls tests/gpu/test_mla*.cpp 2>/dev/null | xargs -rn1 basename | sed 's/\.cpp$//')
+mla_bench=$([ -f "$root/benchmarks/cuda/mla_bench.cu" ] && echo hmoe_mla_bench)
+cmake --build "$build" -j "${JOBS:-16}" --target test_gpu_ops test_gpu_gemv test_gpu_gemm $gpu_targets \
+  hmoe_cuda_bench $mla_bench 2>&1 | tee -a "$log" | grep -E "error|warning|FAILED" | head -50
 [ "${PIPESTATUS[0]}" -eq 0 ] || { tail -40 "$log"; say "build FAILED (see $log)"; exit 1; }
 
 say "tests (ctest -L gpu)"

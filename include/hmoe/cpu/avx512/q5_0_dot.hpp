@@ -4,7 +4,7 @@
 /// A Q5_0 block is 32 values, d·(q − 16) with q = nibble | fifth bit << 4: the 16 `qs` bytes hold values 0..15
 /// in their low nibbles and 16..31 in their high ones, bit j of the 32-bit `qh` is value j's fifth bit. One
 /// block unpacks into a 256-bit vector of signed bytes q − 16 in [−16, 15]: the nibbles, less 16 where the
-/// fifth bit is clear (`qh` is used directly as the byte mask of a blend). From there it is q8_0_row: `dpbusd`
+/// fifth bit is clear (`qh` is used directly as the byte mask of a blend). From there it is block32_row, as Q8_0: `dpbusd`
 /// gets |w| and the activation with w's sign moved onto it, which is exact since Q8_0 activations lie in
 /// [−127, 127]. Per block and token: y.d·d·Σ w·a in float, as ggml.
 #pragma once
@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "hmoe/cpu/avx512/q8_0_dot.hpp"
 #include "hmoe/cpu/avx512/shims.hpp"
 #include "hmoe/quant/legacy_blocks.hpp"
 
@@ -37,30 +38,7 @@ HMOE_TARGET_AVX512 inline __m256i unpack_q5_0(const std::byte* blk) {
 template <int NT>
 HMOE_TARGET_AVX512 void q5_0_row(const std::byte* w, std::int64_t blocks, const std::byte* act,
                                  std::size_t act_row_bytes, float* y, std::int64_t ldy) {
-  constexpr std::size_t block_bytes = sizeof(quant::BlockQ5_0);
-  constexpr std::size_t act_block_bytes = sizeof(quant::BlockQ8_0);
-  constexpr std::size_t act_qs_at = offsetof(quant::BlockQ8_0, qs);
-
-  __m256 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
-
-  for (std::int64_t b = 0; b < blocks; ++b) {
-    const std::byte* blk = w + b * static_cast<std::int64_t>(block_bytes);
-    prefetch_ahead(blk);
-    const float d = half_to_float(load_scalar<std::uint16_t>(blk));
-    const __m256i q = unpack_q5_0(blk);
-    const __m256i magnitude = _mm256_abs_epi8(q);
-
-    const std::byte* a = act + b * static_cast<std::int64_t>(act_block_bytes);
-    for (int t = 0; t < NT; ++t, a += act_row_bytes) {
-      const __m256i signed_a =
-          _mm256_sign_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + act_qs_at)), q);
-      const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), magnitude, signed_a);
-      const __m256 scale = _mm256_set1_ps(d * half_to_float(load_scalar<std::uint16_t>(a)));
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[t]);
-    }
-  }
-  for (int t = 0; t < NT; ++t) y[t * ldy] = hsum(acc[t]);
+  block32_row<quant::BlockQ5_0, NT, unpack_q5_0>(w, blocks, act, act_row_bytes, y, ldy);
 }
 
 }  // namespace hmoe::cpu::avx512::detail
