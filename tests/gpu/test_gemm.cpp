@@ -1,10 +1,8 @@
 /// \file
 /// \brief Gemm::bf16 against a double-precision product of the same bf16 values, f32 and bf16 outputs, with
-/// alpha/beta. Tolerance: |Δ| <= 1e-5 · Σ|x·w|, and for bf16 output up to two bf16 roundings (half an ulp,
-/// 1/256 relative, each): one of alpha·x·wᵀ and one of the result. On an H100 the case m=3, k=2048, beta=1 put
-/// 5-10 of 192 entries beyond one rounding of the result, which fits cuBLASLt rounding the product to the output
-/// type before it adds beta·y (our reading; the library does not document its epilogue's rounding). The worst
-/// error in units of a result rounding is printed, so a run shows how much of the second rounding is used.
+/// alpha/beta. Tolerance: |Δ| <= 1e-5 · Σ|x·w| for f32 accumulation, plus for bf16 output one bf16 rounding of the
+/// result (half an ulp: 1/256 relative; 1/250 leaves room for the f32 error under it). The worst error in units
+/// of that rounding is printed.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -56,14 +54,13 @@ void check_gemm(cuda::Gemm& gemm, std::int64_t m, std::int64_t n, std::int64_t k
         ref += p, mag += std::abs(p);
       }
       const double prior = y0[i * n + j].to_float();
-      const double product = std::abs(alpha * ref);
       ref = alpha * ref + beta * prior;
       mag = std::abs(alpha) * mag + std::abs(beta * prior);
       double got;
       if constexpr (std::is_same_v<Out, float>) got = y[i * n + j];
       else got = y[i * n + j].to_float();
       const double tol =
-          1e-5 * mag + (std::is_same_v<Out, float> ? 0.0 : (product + std::abs(ref)) / 256.0) + 1e-6;
+          1e-5 * mag + (std::is_same_v<Out, float> ? 0.0 : std::abs(ref) / 250.0) + 1e-6;
       bad += !(std::abs(got - ref) <= tol);
       worst_ulps = std::max(worst_ulps, std::abs(got - ref) / (std::abs(ref) / 256.0 + 1e-30));
     }

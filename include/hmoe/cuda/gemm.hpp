@@ -21,7 +21,8 @@ class Gemm {
   Gemm& operator=(const Gemm&) = delete;
 
   /// y = alpha · x · Wᵀ + beta · y. All pointers device, 16-byte aligned; rows are dense (lda = k, ldy = n).
-  /// Instantiated for Out = float and Bf16. Throws CudaError if cuBLASLt has no algorithm for the shape.
+  /// Instantiated for Out = float and Bf16 (computed in f32 and rounded once, through a scratch buffer). Throws
+  /// CudaError if cuBLASLt has no algorithm for the shape.
   template <activation Out>
   void bf16(const Bf16* x, const Bf16* w, Out* y, std::int64_t m, std::int64_t n, std::int64_t k, const Stream& s,
             float alpha = 1.0f, float beta = 0.0f);
@@ -29,6 +30,7 @@ class Gemm {
  private:
   void* handle_ = nullptr;
   Buffer workspace_;
+  Buffer f32_out_;  ///< the f32 product behind a bf16 output, grown as needed
 };
 
 }  // namespace hmoe::cuda
