@@ -53,4 +53,33 @@ __device__ __forceinline__ ArgBest warp_best(ArgBest a) {
   return a;  // the same on every lane: the order is total, so the butterfly agrees
 }
 
+/// The sum of v over a CTA of Threads threads (a multiple of 32), returned to every thread. Uses one
+/// __syncthreads pair, so every thread of the CTA must call it.
+template <int Threads>
+__device__ __forceinline__ double block_sum(double v) {
+  __shared__ double partial[Threads / 32];
+  v = warp_sum(v);
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = v;
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    double w = threadIdx.x < Threads / 32 ? partial[threadIdx.x] : 0.0;
+    w = warp_sum(w);
+    if (threadIdx.x == 0) partial[0] = w;
+  }
+  __syncthreads();
+  return partial[0];
+}
+
+/// RMSNorm's scale from the exact (double) sum of squares of n values, rounded to float once, as
+/// layer/rms_norm.hpp computes it.
+__device__ __forceinline__ float rms_scale(double sum_squares, long long n, float eps) {
+  return static_cast<float>(1.0 / sqrt(sum_squares / static_cast<double>(n) + static_cast<double>(eps)));
+}
+
+/// Blocks for a grid-stride loop over n items, at most 65536 (the loop covers the rest).
+inline unsigned grid_stride_blocks(long long n, int threads) {
+  const long long b = (n + threads - 1) / threads;
+  return static_cast<unsigned>(b < (1 << 16) ? b : (1 << 16));
+}
+
 }  // namespace hmoe::cuda::detail

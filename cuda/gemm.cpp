@@ -1,5 +1,5 @@
 /// \file
-/// \brief Gemm: cuBLASLt BF16 matrix products with f32 accumulation.
+/// \brief Gemm: cuBLASLt matrix products with f32 accumulation, bf16 (tensor cores) or f32 inputs.
 ///
 /// cuBLASLt is column-major. A row-major (n × k) weight is a column-major (k × n) matrix, and the row-major
 /// (m × k) activations a column-major (k × m) one, so y (row-major m × n = column-major n × m) = Wᵀ·X is the
@@ -44,6 +44,75 @@ template <class Out>
 constexpr cudaDataType_t out_type() {
   return std::is_same_v<Out, float> ? CUDA_R_32F : CUDA_R_16BF;
 }
+
+/// The largest power of two up to 256 dividing the address. cuBLASLt's heuristic assumes 256-byte aligned operands
+/// unless told otherwise, and could pick a kernel that faults on a column range of y or a strided x.
+std::uint32_t alignment_of(const void* p) {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  std::uint32_t al = 256;
+  while (al > 1 && a % al != 0) al /= 2;
+  return al;
+}
+
+/// One product's operands: inputs of type `in` (x rows ldx apart, W dense), output of type `out` (rows ldy apart).
+struct LtOperands {
+  cudaDataType_t in, out;
+  const void* x;
+  std::int64_t ldx;
+  const void* w;
+  void* y;
+  std::int64_t ldy;
+};
+
+void lt_matmul(cublasLtHandle_t h, const Buffer& workspace, const LtOperands& o, std::int64_t m, std::int64_t n,
+               std::int64_t k, float alpha, float beta, cudaStream_t stream, const char* who) {
+  if (k <= 0) throw std::invalid_argument(std::string("hmoe::cuda::Gemm::") + who + ": k must be > 0");
+  LtCall call;
+  HMOE_LT_CHECK(cublasLtMatmulDescCreate(&call.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  HMOE_LT_CHECK(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+  HMOE_LT_CHECK(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+  // A = W: column-major k × n (ld k), used transposed; B = X: column-major k × m (ld ldx); C = D = Y: n × m (ld ldy).
+  HMOE_LT_CHECK(cublasLtMatrixLayoutCreate(&call.a, o.in, static_cast<std::uint64_t>(k),
+                                           static_cast<std::uint64_t>(n), k));
+  HMOE_LT_CHECK(cublasLtMatrixLayoutCreate(&call.b, o.in, static_cast<std::uint64_t>(k),
+                                           static_cast<std::uint64_t>(m), o.ldx));
+  HMOE_LT_CHECK(cublasLtMatrixLayoutCreate(&call.c, o.out, static_cast<std::uint64_t>(n),
+                                           static_cast<std::uint64_t>(m), o.ldy));
+  HMOE_LT_CHECK(cublasLtMatmulPreferenceCreate(&call.pref));
+  const std::size_t ws = workspace.bytes();
+  HMOE_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(call.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                                     sizeof(ws)));
+  const std::uint32_t align_a = alignment_of(o.w), align_b = alignment_of(o.x), align_c = alignment_of(o.y);
+  HMOE_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(call.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a,
+                                                     sizeof(align_a)));
+  HMOE_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(call.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b,
+                                                     sizeof(align_b)));
+  HMOE_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(call.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c,
+                                                     sizeof(align_c)));
+  HMOE_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(call.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c,
+                                                     sizeof(align_c)));
+  constexpr int max_results = 8;
+  cublasLtMatmulHeuristicResult_t results[max_results] = {};
+  int found = 0;
+  HMOE_LT_CHECK(cublasLtMatmulAlgoGetHeuristic(h, call.op, call.a, call.b, call.c, call.c, call.pref, max_results,
+                                               results, &found));
+  const cublasLtMatmulAlgo_t* algo = nullptr;
+  for (int i = 0; i < found && algo == nullptr; ++i)
+    if (results[i].state == CUBLAS_STATUS_SUCCESS) algo = &results[i].algo;
+  if (algo == nullptr)
+    throw CudaError(std::string("hmoe::cuda::Gemm::") + who + ": cuBLASLt has no algorithm for m=" +
+                    std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k));
+  HMOE_LT_CHECK(cublasLtMatmul(h, call.op, &alpha, o.w, call.a, o.x, call.b, &beta, o.y, call.c, o.y, call.c, algo,
+                               workspace.data(), ws, stream));
+}
+
+void check_strides(std::int64_t ldx, std::int64_t ldy, std::int64_t n, std::int64_t k, const char* who) {
+  if (ldx < k || ldy < n)
+    throw std::invalid_argument(std::string("hmoe::cuda::Gemm::") + who + ": ldx = " + std::to_string(ldx) +
+                                " < k = " + std::to_string(k) + " or ldy = " + std::to_string(ldy) +
+                                " < n = " + std::to_string(n));
+}
 }  // namespace
 
 Gemm::Gemm(std::size_t workspace_bytes) : workspace_(workspace_bytes) {
@@ -72,42 +141,29 @@ void Gemm::bf16(const Bf16* x, const Bf16* w, Out* y, std::int64_t m, std::int64
     to_bf16(acc, y, static_cast<std::int64_t>(count), s);
     return;
   }
-  if (k <= 0) throw std::invalid_argument("hmoe::cuda::Gemm::bf16: k must be > 0");
-  LtCall call;
-  HMOE_LT_CHECK(cublasLtMatmulDescCreate(&call.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-  HMOE_LT_CHECK(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
-  HMOE_LT_CHECK(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
-  // A = W: column-major k × n (ld k), used transposed; B = X: column-major k × m (ld k); C = D = Y: n × m (ld n).
-  HMOE_LT_CHECK(cublasLtMatrixLayoutCreate(&call.a, CUDA_R_16BF, static_cast<std::uint64_t>(k),
-                                           static_cast<std::uint64_t>(n), k));
-  HMOE_LT_CHECK(cublasLtMatrixLayoutCreate(&call.b, CUDA_R_16BF, static_cast<std::uint64_t>(k),
-                                           static_cast<std::uint64_t>(m), k));
-  HMOE_LT_CHECK(cublasLtMatrixLayoutCreate(&call.c, out_type<Out>(), static_cast<std::uint64_t>(n),
-                                           static_cast<std::uint64_t>(m), n));
-  HMOE_LT_CHECK(cublasLtMatmulPreferenceCreate(&call.pref));
-  const std::size_t ws = workspace_.bytes();
-  HMOE_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(call.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
-                                                     sizeof(ws)));
-  constexpr int max_results = 8;
-  cublasLtMatmulHeuristicResult_t results[max_results] = {};
-  int found = 0;
-  const auto h = static_cast<cublasLtHandle_t>(handle_);
-  HMOE_LT_CHECK(cublasLtMatmulAlgoGetHeuristic(h, call.op, call.a, call.b, call.c, call.c, call.pref, max_results,
-                                               results, &found));
-  const cublasLtMatmulAlgo_t* algo = nullptr;
-  for (int i = 0; i < found && algo == nullptr; ++i)
-    if (results[i].state == CUBLAS_STATUS_SUCCESS) algo = &results[i].algo;
-  if (algo == nullptr)
-    throw CudaError("hmoe::cuda::Gemm::bf16: cuBLASLt has no algorithm for m=" + std::to_string(m) +
-                    " n=" + std::to_string(n) + " k=" + std::to_string(k));
-  HMOE_LT_CHECK(cublasLtMatmul(h, call.op, &alpha, w, call.a, x, call.b, &beta, y, call.c, y, call.c, algo,
-                               workspace_.data(), ws, detail::native(s)));
+  lt_matmul(static_cast<cublasLtHandle_t>(handle_), workspace_, {CUDA_R_16BF, out_type<Out>(), x, k, w, y, n}, m, n,
+            k, alpha, beta, detail::native(s), "bf16");
 }
 
 template void Gemm::bf16<float>(const Bf16*, const Bf16*, float*, std::int64_t, std::int64_t, std::int64_t,
                                 const Stream&, float, float);
 template void Gemm::bf16<Bf16>(const Bf16*, const Bf16*, Bf16*, std::int64_t, std::int64_t, std::int64_t,
                                const Stream&, float, float);
+
+void Gemm::bf16_strided(const Bf16* x, std::int64_t ldx, const Bf16* w, float* y, std::int64_t ldy, std::int64_t m,
+                        std::int64_t n, std::int64_t k, const Stream& s, float alpha, float beta) {
+  if (m <= 0 || n <= 0) return;
+  check_strides(ldx, ldy, n, k, "bf16_strided");
+  lt_matmul(static_cast<cublasLtHandle_t>(handle_), workspace_, {CUDA_R_16BF, CUDA_R_32F, x, ldx, w, y, ldy}, m, n,
+            k, alpha, beta, detail::native(s), "bf16_strided");
+}
+
+void Gemm::f32_strided(const float* x, std::int64_t ldx, const float* w, float* y, std::int64_t ldy, std::int64_t m,
+                       std::int64_t n, std::int64_t k, const Stream& s, float alpha, float beta) {
+  if (m <= 0 || n <= 0) return;
+  check_strides(ldx, ldy, n, k, "f32_strided");
+  lt_matmul(static_cast<cublasLtHandle_t>(handle_), workspace_, {CUDA_R_32F, CUDA_R_32F, x, ldx, w, y, ldy}, m, n,
+            k, alpha, beta, detail::native(s), "f32_strided");
+}
 
 }  // namespace hmoe::cuda

@@ -27,17 +27,7 @@ __global__ void __launch_bounds__(threads)
     }
     sum += static_cast<double>(v) * static_cast<double>(v);  // exact product, as the reference's
   }
-  __shared__ double partial[threads / 32];
-  sum = detail::warp_sum(sum);
-  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = sum;
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    double v = threadIdx.x < threads / 32 ? partial[threadIdx.x] : 0.0;
-    v = detail::warp_sum(v);
-    if (threadIdx.x == 0) partial[0] = v;
-  }
-  __syncthreads();
-  const float scale = static_cast<float>(1.0 / sqrt(partial[0] / static_cast<double>(n) + static_cast<double>(eps)));
+  const float scale = detail::rms_scale(detail::block_sum<threads>(sum), n, eps);
   Out* yr = y + row * n;
   for (std::int64_t i = threadIdx.x; i < n; i += threads) detail::store(yr + i, xr[i] * scale * w[i]);
 }

@@ -6,7 +6,8 @@
 # Here, once:   benchmarks/cuda/prepare_carry.sh          (fills .carry/, git-ignored)
 # On the device, from the repository root, with `.carry` in the carry list:
 #               bash benchmarks/cuda/run.sh
-# Env: HMOE_CUDA_BUILD (build dir, default /tmp/hmoe-build-cuda), HMOE_CUDA_ARCHS (default 90a), JOBS (16).
+# Env: HMOE_CUDA_BUILD (build dir, default /tmp/hmoe-build-cuda), HMOE_CUDA_ARCHS (default 90a), JOBS (16),
+# HMOE_SHARED_DATA (the reference fixtures: ../shared/data does not travel to the device; carry a copy).
 set -uo pipefail
 root=$(pwd)
 build=${HMOE_CUDA_BUILD:-/tmp/hmoe-build-cuda}
@@ -23,15 +24,15 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 
 say configure
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHMOE_CUDA=ON -DHMOE_TOKENIZER=OFF \
-  -DHMOE_BUILD_EXAMPLES=OFF -DHMOE_BUILD_BENCHMARKS=ON \
-  -DCMAKE_PREFIX_PATH="$root/.carry" -DHMOE_CUDA_ARCHS="${HMOE_CUDA_ARCHS:-90a}" 2>&1 | tee -a "$log" | tail -5
+  -DHMOE_BUILD_EXAMPLES=ON -DHMOE_BUILD_BENCHMARKS=ON \
+  -DCMAKE_PREFIX_PATH="$root/.carry" ${HMOE_SHARED_DATA:+-DHMOE_SHARED_DATA="$HMOE_SHARED_DATA"} -DHMOE_CUDA_ARCHS="${HMOE_CUDA_ARCHS:-90a}" 2>&1 | tee -a "$log" | tail -5
 [ "${PIPESTATUS[0]}" -eq 0 ] || { tail -40 "$log"; say "configure FAILED"; exit 1; }
 
 say build
 gpu_targets=$(cd "$root" && ls tests/gpu/test_mla*.cpp 2>/dev/null | xargs -rn1 basename | sed 's/\.cpp$//')
 mla_bench=$([ -f "$root/benchmarks/cuda/mla_bench.cu" ] && echo hmoe_mla_bench)
-cmake --build "$build" -j "${JOBS:-16}" --target test_gpu_ops test_gpu_gemv test_gpu_gemm $gpu_targets \
-  hmoe_cuda_bench $mla_bench 2>&1 | tee -a "$log" | grep -E "error|warning|FAILED" | head -50
+cmake --build "$build" -j "${JOBS:-16}" --target test_gpu_ops test_gpu_gemv test_gpu_gemm test_gpu_matrix \
+  test_gpu_layers_ops test_gpu_model $gpu_targets hmoe_cuda_bench $mla_bench hmoe-bench 2>&1 | tee -a "$log" | grep -E "error|warning|FAILED" | head -50
 [ "${PIPESTATUS[0]}" -eq 0 ] || { tail -40 "$log"; say "build FAILED (see $log)"; exit 1; }
 
 say "tests (ctest -L gpu)"

@@ -10,6 +10,9 @@
 #include <cstdio>
 #include <fstream>
 #include <hmoe/hmoe.hpp>
+#include <utility>
+
+#include "../common/model_choice.hpp"
 #include <hmoe/model/sampling.hpp>
 #include <hmoe/tokenizer/chat_template.hpp>
 #include <hmoe/tokenizer/tokenizer.hpp>
@@ -21,7 +24,7 @@
 
 namespace {
 
-constexpr const char* usage = R"(hmoe-chat: chat with a DeepSeek (deepseek2) GGUF model on the CPU.
+constexpr const char* usage = R"(hmoe-chat: chat with a DeepSeek (deepseek2) GGUF model on the CPU, or on a GPU plus the CPU.
 
 usage: hmoe-chat --model M.gguf [options]
 
@@ -29,11 +32,12 @@ model and context
   -m, --model FILE          GGUF file; for split files give the -00001-of-0000N part
   -c, --ctx N               context (KV cache) size in tokens (default 4096, at most the model's)
   -t, --threads N           worker threads (default: all hardware threads)
-  --experts KIND            routed-expert kernels: reference, avx512, amx or auto (default: the fastest this
-                            CPU offers: amx, else avx512, else the f32 reference)
   --overflow MODE           when a turn does not fit the context: 'error' (default: say so, keep the
                             conversation) or 'drop-oldest' (forget the oldest turns until it fits)
 
+layout (which compile-time model type runs)
+)" /* model_choice_help follows */;
+constexpr const char* usage_rest = R"(
 conversation
   -p, --prompt TEXT         answer this one user message and exit
   -f, --prompt-file FILE    the same, with the message read from a file
@@ -74,7 +78,8 @@ T parse_number(const std::string& flag, const std::string& s) {
 }
 
 struct Options {
-  std::string model, prompt, system, template_name, overflow = "error", experts = "auto";
+  std::string model, prompt, system, template_name, overflow = "error";
+  hmoe::examples::ModelChoice layout;
   std::optional<std::string> prompt_file;
   long long ctx = 4096, max_new = 512;
   unsigned threads = 0;
@@ -92,12 +97,12 @@ Options parse(int argc, char** argv) {
       return argv[++i];
     };
     if (a == "-h" || a == "--help") {
-      std::cout << usage;
+      std::cout << usage << hmoe::examples::model_choice_help << usage_rest;
       std::exit(0);
     } else if (a == "-m" || a == "--model") o.model = value();
     else if (a == "-c" || a == "--ctx") o.ctx = parse_number<long long>(a, value());
     else if (a == "-t" || a == "--threads") o.threads = parse_number<unsigned>(a, value());
-    else if (a == "--experts") o.experts = value();
+    else if (hmoe::examples::parse_model_choice(o.layout, argc, argv, i)) continue;
     else if (a == "--overflow") o.overflow = value();
     else if (a == "-p" || a == "--prompt") o.prompt = value(), o.have_prompt = true;
     else if (a == "-f" || a == "--prompt-file") o.prompt_file = value();
@@ -248,7 +253,7 @@ class Chat {
   hmoe::chat::Template tmpl_;
   const Options& o_;
   hmoe::cpu::ThreadPool& pool_;
-  hmoe::KvCache cache_;
+  decltype(std::declval<const Model&>().make_cache(1)) cache_;
   hmoe::Sampler sampler_;
   std::vector<hmoe::chat::Message> messages_;
   std::vector<std::int32_t> cached_;
@@ -257,17 +262,16 @@ class Chat {
 }  // namespace
 
 template <class Model>
-int serve(const Options& o, hmoe::gguf::File file, const hmoe::tokenizer::Tokenizer& tok, hmoe::chat::Template tmpl,
-          std::chrono::steady_clock::time_point t0, std::string_view experts) {
+int serve(const Options& o, const Model& model, const hmoe::tokenizer::Tokenizer& tok, hmoe::chat::Template tmpl,
+          std::chrono::steady_clock::time_point t0, const std::string& layout) {
   const bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
-  const auto model = Model::load(std::move(file));
   const auto& h = model.hparams();
   if (o.ctx > h.context) fail("--ctx " + std::to_string(o.ctx) + " exceeds the model's context " + std::to_string(h.context));
   hmoe::cpu::ThreadPool pool(o.threads);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cerr << " done in " << load_s << " s: " << h.layers << " layers, " << h.experts << " experts (top-"
             << h.experts_used << "), vocab " << h.vocab << ", template " << hmoe::chat::name(tmpl) << ", "
-            << pool.size() << " threads, experts " << experts << ", seed " << o.sampling.seed << "\n";
+            << pool.size() << " threads, " << layout << ", seed " << o.sampling.seed << "\n";
 
   Chat chat(model, tok, tmpl, o, pool);
   std::signal(SIGINT, on_sigint);
@@ -315,12 +319,9 @@ int main(int argc, char** argv) {
     const auto tok = hmoe::tokenizer::Tokenizer::from_gguf(file);
     const auto tmpl = choose_template(o, file);
     if (o.think && tmpl == hmoe::chat::Template::DeepSeekV2) fail("--think: the deepseek-v2 template has no thinking mode");
-    if (o.experts == "auto")
-      o.experts = hmoe::AMX::available() ? "amx" : hmoe::AVX512::available() ? "avx512" : "reference";
-    if (o.experts == "reference") return serve<hmoe::ReferenceModel<>>(o, std::move(file), tok, tmpl, t0, "reference f32");
-    if (o.experts == "avx512") return serve<hmoe::CpuModel<hmoe::AVX512>>(o, std::move(file), tok, tmpl, t0, "AVX-512");
-    if (o.experts == "amx") return serve<hmoe::CpuModel<hmoe::AMX>>(o, std::move(file), tok, tmpl, t0, "AMX");
-    fail("--experts must be reference, avx512, amx or auto, got '" + o.experts + "'");
+    return hmoe::examples::with_model(o.layout, std::move(file), [&](const auto& model, const std::string& layout) {
+      return serve(o, model, tok, tmpl, t0, layout);
+    });
   } catch (const std::exception& e) {
     std::cerr << "\nhmoe-chat: " << e.what() << "\n";
     return 1;

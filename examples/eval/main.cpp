@@ -2,6 +2,8 @@
 // Other tools script against these flags: keep them stable.
 
 #include <hmoe/hmoe.hpp>
+
+#include "../common/model_choice.hpp"
 #include <hmoe/model/memory_report.hpp>
 #include <hmoe/tokenizer/tokenizer.hpp>
 
@@ -28,12 +30,9 @@ usage: hmoe-eval --model M.gguf --tokens ID,ID,... [options]
   --tokens LIST       comma-separated token ids, e.g. 0,17,5 (usually starting with BOS)
   --logits-out FILE   write float32 logits, row-major (tokens x vocab), little-endian
   --decode            feed the tokens one at a time through the KV cache (default: one batched prefill)
-  --experts KIND      kernels for the routed experts: reference (f32, weights dequantized on access),
-                      avx512 (AVX-512 VNNI on the stored blocks), amx (AMX tiles for Q4_K and BF16, AVX-512
-                      for the other stored formats), or auto (default: amx, else avx512, else reference, as
-                      the CPU allows). Attention, dense layers and shared experts use the reference path.
-  --reference         same as --experts reference
-  --threads N         worker threads (default: all hardware threads)
+  --reference         same as --experts reference (and the exact GPU settings: --kv f32 --gpu-precision f32)
+)" /* model_choice_help follows */;
+constexpr const char* usage_rest = R"(  --threads N         worker threads (default: all hardware threads)
   --ctx N             KV cache size in tokens (default: the number of tokens; 512 for --perplexity)
   --generate N        after the tokens, generate N more greedily (argmax) through the KV cache; prints the
                       generated ids and their text
@@ -124,7 +123,8 @@ long long parse_count(const std::string& flag, const std::string& s) {
 }  // namespace
 
 struct Options {
-  std::string model_path, logits_out, perplexity, prompt, experts = "auto", memory_layout;
+  std::string model_path, logits_out, perplexity, prompt, memory_layout;
+  hmoe::examples::ModelChoice layout;
   long long generate = 0, ctx = 0;
   std::vector<std::int32_t> tokens;
   bool decode = false;
@@ -132,10 +132,8 @@ struct Options {
 };
 
 template <class Model>
-int run(Options o, std::string_view path_name) {
-  auto& [model_path, logits_out, perplexity, prompt, experts, memory_layout, generate, ctx, tokens, decode, threads] = o;
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto model = Model::load(hmoe::gguf::File::open(model_path));
+int run(const Model& model, Options o, std::chrono::steady_clock::time_point t0, const std::string& path_name) {
+  auto& [model_path, logits_out, perplexity, prompt, memory_layout, layout, generate, ctx, tokens, decode, threads] = o;
   const auto& h = model.hparams();
   std::cerr << "model: " << model_path << ": " << h.layers << " layers (" << h.dense_layers << " dense), hidden "
             << h.hidden << ", " << h.heads << " heads, kv_lora " << h.kv_lora_rank << ", q_lora " << h.q_lora_rank
@@ -174,7 +172,7 @@ int run(Options o, std::string_view path_name) {
   const double run_s = std::chrono::duration<double>(t2 - t1).count();
   std::cerr << "load " << load_s << " s; " << tokens.size() << " tokens " << (decode ? "decoded" : "prefilled")
             << " in " << run_s << " s (" << static_cast<double>(tokens.size()) / run_s << " tok/s, " << pool.size()
-            << " threads, experts: " << path_name << ")\n";
+            << " threads, " << path_name << ")\n";
 
   if (!logits_out.empty()) {
     std::ofstream out(logits_out, std::ios::binary);
@@ -206,7 +204,7 @@ int run(Options o, std::string_view path_name) {
 
 int main(int argc, char** argv) {
   Options o;
-  auto& [model_path, logits_out, perplexity, prompt, experts, memory_layout, generate, ctx, tokens, decode, threads] = o;
+  auto& [model_path, logits_out, perplexity, prompt, memory_layout, layout, generate, ctx, tokens, decode, threads] = o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -214,14 +212,14 @@ int main(int argc, char** argv) {
       return argv[++i];
     };
     if (a == "-h" || a == "--help") {
-      std::cout << usage;
+      std::cout << usage << hmoe::examples::model_choice_help << usage_rest;
       return 0;
     } else if (a == "--model" || a == "-m") model_path = value();
     else if (a == "--tokens") tokens = parse_tokens(value());
     else if (a == "--logits-out") logits_out = value();
     else if (a == "--decode") decode = true;
-    else if (a == "--reference") experts = "reference";
-    else if (a == "--experts") experts = value();
+    else if (a == "--reference") layout.experts = "reference", layout.kv = "f32", layout.precision = "f32";
+    else if (hmoe::examples::parse_model_choice(layout, argc, argv, i)) continue;
     else if (a == "--memory-report") memory_layout = value();
     else if (a == "--threads" || a == "-t") threads = static_cast<unsigned>(parse_count(a, value()));
     else if (a == "--ctx") ctx = parse_count(a, value());
@@ -250,12 +248,10 @@ int main(int argc, char** argv) {
   if (int{!tokens.empty()} + int{!perplexity.empty()} + int{!prompt.empty()} != 1)
     fail("give exactly one of --tokens, --prompt and --perplexity");
 
-  if (experts == "auto") experts = hmoe::AMX::available() ? "amx" : hmoe::AVX512::available() ? "avx512" : "reference";
   try {
-    if (experts == "reference") return run<hmoe::ReferenceModel<>>(o, "reference f32");
-    if (experts == "avx512") return run<hmoe::CpuModel<hmoe::AVX512>>(o, "AVX-512");
-    if (experts == "amx") return run<hmoe::CpuModel<hmoe::AMX>>(o, "AMX");
-    fail("--experts must be reference, avx512, amx or auto, got '" + experts + "'");
+    const auto t0 = std::chrono::steady_clock::now();
+    return hmoe::examples::with_model(layout, hmoe::gguf::File::open(model_path),
+                                      [&](const auto& model, const std::string& desc) { return run(model, o, t0, desc); });
   } catch (const std::exception& e) {
     std::cerr << "hmoe-eval: " << e.what() << "\n";
     return 1;

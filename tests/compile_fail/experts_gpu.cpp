@@ -1,4 +1,4 @@
-// Must not compile: routed experts placed on the GPU before the CUDA unit has an expert kernel.
+// Must not compile: routed experts placed on the GPU without the GPU layers (hmoe/gpu.hpp) included.
 #include <hmoe/layer/experts.hpp>
 using namespace hmoe;
 using D = dims::Dynamic;

@@ -25,6 +25,7 @@
 #include <type_traits>
 #include <sstream>
 
+#include "../support/closeness.hpp"
 #include "../unit/model/logits_compare.hpp"
 
 namespace fs = std::filesystem;
@@ -109,45 +110,6 @@ void check_layer(const fs::path& file, int layer, double tolerance) {
   }
 }
 
-struct Closeness {
-  double kl = 0, top1 = 0;
-};
-
-Closeness closeness(const std::vector<float>& got, const std::vector<float>& want, std::int64_t vocab) {
-  Closeness c;
-  const auto rows = static_cast<std::int64_t>(want.size()) / vocab;
-  for (std::int64_t t = 0; t < rows; ++t) {
-    const float* p = want.data() + t * vocab;
-    const float* q = got.data() + t * vocab;
-    const double mp = *std::max_element(p, p + vocab), mq = *std::max_element(q, q + vocab);
-    double zp = 0, zq = 0;
-    for (std::int64_t v = 0; v < vocab; ++v) zp += std::exp(p[v] - mp), zq += std::exp(q[v] - mq);
-    double kl = 0;
-    for (std::int64_t v = 0; v < vocab; ++v) {
-      const double lp = p[v] - mp - std::log(zp), lq = q[v] - mq - std::log(zq);
-      kl += std::exp(lp) * (lp - lq);
-    }
-    c.kl += kl / static_cast<double>(rows);
-    c.top1 += (std::max_element(p, p + vocab) == p + (std::max_element(q, q + vocab) - q)) / static_cast<double>(rows);
-  }
-  return c;
-}
-
-/// llama.cpp's closeness for a file: from the fixture's llamacpp-*.f32, or the repo meta.json's llama_cpp_check.
-std::optional<Closeness> llama_cpp_closeness(const fs::path& file, const std::vector<float>& want, std::int64_t vocab) {
-  const auto stem = file.stem().string();
-  const auto logits = file.parent_path() / ("llamacpp-" + stem + ".f32");
-  if (fs::exists(logits)) return closeness(test::read_f32(logits), want, vocab);
-  std::ifstream in(file.parent_path() / "meta.json");
-  std::stringstream text;
-  text << in.rdbuf();
-  const auto meta = tokenizer::json::parse(text.str());
-  const auto* check = meta.find("llama_cpp_check");
-  const auto* entry = check ? check->find(file.filename().string()) : nullptr;
-  if (!entry || !entry->find("kl_mean") || !entry->find("top1_agreement")) return std::nullopt;
-  return Closeness{entry->find("kl_mean")->as_double(), entry->find("top1_agreement")->as_double()};
-}
-
 template <class IsaTag, class Format>
 void check_model(const fs::path& file, bool strict) {
   if (skip_without<IsaTag>()) return;
@@ -170,8 +132,8 @@ void check_model(const fs::path& file, bool strict) {
     } else {
       got = model.forward(pool, tokens, cache);
     }
-    const auto ours = closeness(got, want, vocab);
-    const auto llama = llama_cpp_closeness(file, want, vocab);
+    const auto ours = test::closeness(got, want, vocab);
+    const auto llama = test::llama_cpp_closeness(file, want, vocab);
     const auto name = file.parent_path().filename().string() + "/" + file.filename().string() +
                       (decode ? " decode" : " prefill");
     MESSAGE(describe(IsaTag::name, Format::name) << " " << name << ": mean KL "
@@ -188,16 +150,6 @@ void check_model(const fs::path& file, bool strict) {
   }
 }
 
-std::vector<fs::path> model_files(const fs::path& dir) {
-  std::vector<fs::path> out;
-  if (!fs::exists(dir)) return out;
-  for (const auto& m : fs::directory_iterator(dir))
-    if (m.is_directory())
-      for (const auto& f : fs::directory_iterator(m.path()))
-        if (f.path().extension() == ".gguf") out.push_back(f.path());
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 const fs::path repo_models = fs::path(HMOE_TEST_DATA) / "models";
 const fs::path shared_fixtures = fs::path(HMOE_SHARED_DATA) / "fixtures";
@@ -205,7 +157,7 @@ const fs::path shared_fixtures = fs::path(HMOE_SHARED_DATA) / "fixtures";
 }  // namespace
 
 TEST_CASE("fused experts match the reference layer on every stored format") {
-  for (const auto& file : model_files(repo_models)) {
+  for (const auto& file : test::model_files(repo_models)) {
     check_layer<AVX512, Stored>(file, 1, 5e-2);
     check_layer<AMX, Stored>(file, 1, 5e-2);
     check_layer<AMX, BF16>(file, 1, 5e-2);
@@ -215,7 +167,7 @@ TEST_CASE("fused experts match the reference layer on every stored format") {
 }
 
 TEST_CASE("models with fused experts are at least as close to HF as llama.cpp (repo test models)") {
-  const auto files = model_files(repo_models);
+  const auto files = test::model_files(repo_models);
   REQUIRE(files.size() >= 6);
   for (const auto& file : files) {
     check_model<AVX512, Stored>(file, true);
@@ -225,7 +177,7 @@ TEST_CASE("models with fused experts are at least as close to HF as llama.cpp (r
 }
 
 TEST_CASE("models with fused experts are at least as close to HF as llama.cpp (../shared fixtures)") {
-  const auto files = model_files(shared_fixtures);
+  const auto files = test::model_files(shared_fixtures);
   if (files.empty()) {
     MESSAGE("skipped: no fixtures at " << shared_fixtures.string() << " (they live beside the repo, not in it)");
     return;

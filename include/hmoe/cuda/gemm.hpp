@@ -1,6 +1,6 @@
 /// \file
-/// \brief BF16 GEMM through cuBLASLt for prefill and the output head: y (m × n) = x (m × k) · Wᵀ, W (n × k)
-/// row-major as GGUF stores a weight, f32 accumulation, f32 or bf16 output.
+/// \brief GEMM through cuBLASLt for prefill and the output head: y (m × n) = x (m × k) · Wᵀ, W (n × k) row-major
+/// as GGUF stores a weight, f32 accumulation: bf16 inputs (tensor cores, f32 or bf16 output) or f32 inputs.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +26,17 @@ class Gemm {
   template <activation Out>
   void bf16(const Bf16* x, const Bf16* w, Out* y, std::int64_t m, std::int64_t n, std::int64_t k, const Stream& s,
             float alpha = 1.0f, float beta = 0.0f);
+
+  /// As bf16 with f32 output, for strided rows: x rows ldx ≥ k apart, y rows ldy ≥ n apart (in elements; y may be
+  /// a column range of a wider matrix), W dense. Pointers need only their element's alignment. Throws
+  /// std::invalid_argument for a bad stride, CudaError if cuBLASLt has no algorithm.
+  void bf16_strided(const Bf16* x, std::int64_t ldx, const Bf16* w, float* y, std::int64_t ldy, std::int64_t m,
+                    std::int64_t n, std::int64_t k, const Stream& s, float alpha = 1.0f, float beta = 0.0f);
+
+  /// As bf16_strided with f32 x and W, computed in f32 (CUBLAS_COMPUTE_32F, not TF32): the products are exact
+  /// and only the f32 sums round, as on the CPU.
+  void f32_strided(const float* x, std::int64_t ldx, const float* w, float* y, std::int64_t ldy, std::int64_t m,
+                   std::int64_t n, std::int64_t k, const Stream& s, float alpha = 1.0f, float beta = 0.0f);
 
  private:
   void* handle_ = nullptr;

@@ -20,7 +20,7 @@ namespace hmoe {
 template <model_dims D, class... Ps>
 class Experts {
   using P = LayerPolicies<Ps...>;
-  static_assert(std::same_as<typename P::device, CPU>, "hmoe: Experts has no GPU kernel yet; use Placement<CPU>");
+  static_assert(std::same_as<typename P::device, CPU>, "hmoe: Experts with Placement<GPU> needs #include <hmoe/gpu.hpp> and linking hmoe::cuda");
   static constexpr bool reference = std::same_as<typename P::isa, Generic>;
   static_assert(!reference || std::same_as<typename P::format, Stored>,
                 "hmoe: Experts with Isa<Generic> is the f32 reference path and takes Quant<Stored> only; "

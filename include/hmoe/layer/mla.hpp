@@ -31,7 +31,7 @@ template <model_dims D, class... Ps>
 class MlaAttention {
   using P = LayerPolicies<Ps...>;
   static_assert(std::same_as<typename P::device, CPU>,
-                "hmoe: MlaAttention has no GPU kernel yet; use Placement<CPU>");
+                "hmoe: MlaAttention with Placement<GPU> needs #include <hmoe/gpu.hpp> and linking hmoe::cuda");
   static_assert(std::same_as<typename P::format, Stored>,
                 "hmoe: MlaAttention on the CPU runs the reference path only so far; use Quant<Stored>");
 

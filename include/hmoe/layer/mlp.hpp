@@ -38,7 +38,7 @@ enum class MlpRole { Dense, SharedExperts };
 template <model_dims D, class... Ps>
 class Mlp {
   using P = LayerPolicies<Ps...>;
-  static_assert(std::same_as<typename P::device, CPU>, "hmoe: Mlp has no GPU kernel yet; use Placement<CPU>");
+  static_assert(std::same_as<typename P::device, CPU>, "hmoe: Mlp with Placement<GPU> needs #include <hmoe/gpu.hpp> and linking hmoe::cuda");
   static_assert(std::same_as<typename P::format, Stored>,
                 "hmoe: Mlp on the CPU runs the reference path only so far; use Quant<Stored>");
 

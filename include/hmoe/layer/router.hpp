@@ -32,9 +32,11 @@ struct Routing {
 template <model_dims D, class... Ps>
 class TopKRouter {
   using P = LayerPolicies<Ps...>;
-  static_assert(std::same_as<typename P::device, CPU>, "hmoe: TopKRouter has no GPU kernel yet; use Placement<CPU>");
+  static_assert(std::same_as<typename P::device, CPU>, "hmoe: TopKRouter with Placement<GPU> needs #include <hmoe/gpu.hpp> and linking hmoe::cuda");
 
  public:
+  using policies = P;
+
   TopKRouter(const gguf::File& f, const DeepSeekHParams& h, int layer) : h_(h) {
     gate_ = matrix(f, block_tensor(layer, "ffn_gate_inp.weight"), h.experts, h.hidden);
     const auto bias_name = block_tensor(layer, "exp_probs_b.bias");

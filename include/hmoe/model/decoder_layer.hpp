@@ -15,6 +15,8 @@ namespace hmoe {
 template <class Attn, class Ffn>
 class DecoderLayer {
  public:
+  static constexpr bool on_gpu = false;
+
   DecoderLayer(const gguf::File& f, const DeepSeekHParams& h, int layer)
       : h_(h), attn_norm_(vector_f32(f, block_tensor(layer, "attn_norm.weight"), h.hidden)),
         ffn_norm_(vector_f32(f, block_tensor(layer, "ffn_norm.weight"), h.hidden)), attn_(f, h, layer), ffn_(f, h, layer) {}

@@ -13,25 +13,12 @@
 
 namespace hmoe {
 
-class KvCache {
+/// How many positions a cache holds and may hold: the bookkeeping every KV cache shares (CPU and GPU).
+class CachePositions {
  public:
-  KvCache(std::int64_t layers, std::int64_t capacity, std::int64_t kv_lora_rank, std::int64_t rope_dims)
-      : capacity_(capacity), kv_lora_(kv_lora_rank), rope_(rope_dims),
-        latent_(static_cast<std::size_t>(layers)), rope_keys_(static_cast<std::size_t>(layers)) {
-    for (auto& l : latent_) l.resize(static_cast<std::size_t>(capacity * kv_lora_rank));
-    for (auto& r : rope_keys_) r.resize(static_cast<std::size_t>(capacity * rope_dims));
-  }
-
+  explicit CachePositions(std::int64_t capacity) : capacity_(capacity) {}
   std::int64_t capacity() const { return capacity_; }
   std::int64_t size() const { return size_; }
-  std::int64_t kv_lora_rank() const { return kv_lora_; }
-  std::int64_t rope_dims() const { return rope_; }
-
-  /// Rows for position p of layer l: (kv_lora_rank) latent and (rope_dims) key.
-  float* latent(std::int64_t l, std::int64_t p) { return latent_[static_cast<std::size_t>(l)].data() + p * kv_lora_; }
-  float* rope_key(std::int64_t l, std::int64_t p) { return rope_keys_[static_cast<std::size_t>(l)].data() + p * rope_; }
-  const float* latent(std::int64_t l) const { return latent_[static_cast<std::size_t>(l)].data(); }
-  const float* rope_key(std::int64_t l) const { return rope_keys_[static_cast<std::size_t>(l)].data(); }
 
   /// Checks that `tokens` more fit; the layers then write positions size() .. size()+tokens-1, and commit() advances.
   void reserve(std::int64_t tokens) const {
@@ -48,7 +35,29 @@ class KvCache {
   }
 
  private:
-  std::int64_t capacity_, kv_lora_, rope_, size_ = 0;
+  std::int64_t capacity_, size_ = 0;
+};
+
+class KvCache : public CachePositions {
+ public:
+  KvCache(std::int64_t layers, std::int64_t capacity, std::int64_t kv_lora_rank, std::int64_t rope_dims)
+      : CachePositions(capacity), kv_lora_(kv_lora_rank), rope_(rope_dims),
+        latent_(static_cast<std::size_t>(layers)), rope_keys_(static_cast<std::size_t>(layers)) {
+    for (auto& l : latent_) l.resize(static_cast<std::size_t>(capacity * kv_lora_rank));
+    for (auto& r : rope_keys_) r.resize(static_cast<std::size_t>(capacity * rope_dims));
+  }
+
+  std::int64_t kv_lora_rank() const { return kv_lora_; }
+  std::int64_t rope_dims() const { return rope_; }
+
+  /// Rows for position p of layer l: (kv_lora_rank) latent and (rope_dims) key.
+  float* latent(std::int64_t l, std::int64_t p) { return latent_[static_cast<std::size_t>(l)].data() + p * kv_lora_; }
+  float* rope_key(std::int64_t l, std::int64_t p) { return rope_keys_[static_cast<std::size_t>(l)].data() + p * rope_; }
+  const float* latent(std::int64_t l) const { return latent_[static_cast<std::size_t>(l)].data(); }
+  const float* rope_key(std::int64_t l) const { return rope_keys_[static_cast<std::size_t>(l)].data(); }
+
+ private:
+  std::int64_t kv_lora_, rope_;
   std::vector<std::vector<float>> latent_, rope_keys_;
 };
 

@@ -2,6 +2,7 @@
 /// \brief Helpers for comparing logits with a reference: per-position relative L2 and argmax.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -39,6 +40,18 @@ inline std::vector<std::int32_t> read_meta_tokens(const std::filesystem::path& p
     out.push_back(std::stoi(s.substr(i), &used));
     i += used;
   }
+  return out;
+}
+
+/// Every .gguf one level below dir (dir/<model>/<file>.gguf), sorted; empty when dir does not exist.
+inline std::vector<std::filesystem::path> model_files(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> out;
+  if (!std::filesystem::exists(dir)) return out;
+  for (const auto& m : std::filesystem::directory_iterator(dir))
+    if (m.is_directory())
+      for (const auto& f : std::filesystem::directory_iterator(m.path()))
+        if (f.path().extension() == ".gguf") out.push_back(f.path());
+  std::sort(out.begin(), out.end());
   return out;
 }
 

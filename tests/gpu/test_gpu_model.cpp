@@ -1,0 +1,150 @@
+// Whole models on the GPU: the hybrid layout (routed experts on the CPU) and the all-GPU layout, against the CPU
+// f32 reference model on the same file and against HF float64 logits of that file.
+//
+// Exact configuration (f32 KV cache, f32 activations): the GPU does the reference's arithmetic with other
+// summation orders, so logits must match the reference to rel-L2 ≤ 1e-4 per position (f32 rounding through a few
+// layers is ~1e-6; the bound leaves room for a near-tied router choice to flip nowhere, which would show as 1e-1)
+// and HF to ≤ 1e-3 (issue 6's target). Fast configuration (bf16 paged cache and bf16 prefill GEMMs, 512 + 64 models
+// only): at least as close to HF as llama.cpp is on the same file (mean KL, top-1 with one position of slack).
+// Each file runs as one prefill, token by token (decode), and in chunks (GEMM and GEMV paths mixed).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <hmoe/gpu.hpp>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "../support/closeness.hpp"
+#include "../unit/model/logits_compare.hpp"
+
+namespace fs = std::filesystem;
+using namespace hmoe;
+
+namespace {
+
+enum class Mode { Prefill, Decode, Chunked };
+std::string name_of(Mode m) { return m == Mode::Prefill ? "prefill" : m == Mode::Decode ? "decode" : "chunked"; }
+
+template <class Model>
+std::vector<float> run(const Model& model, cpu::ThreadPool& pool, const std::vector<std::int32_t>& tokens, Mode mode) {
+  auto cache = model.make_cache(static_cast<std::int64_t>(tokens.size()));
+  if (mode == Mode::Prefill) return model.forward(pool, tokens, cache);
+  std::vector<float> got;
+  const std::size_t step = mode == Mode::Decode ? 1 : 19;  // 19: GEMM path, then a short remainder (GEMV)
+  for (std::size_t i = 0; i < tokens.size(); i += step) {
+    // One token with Logits::Last is the decode step a CUDA graph captures (where the layout allows one).
+    const auto part = model.forward(pool, std::span(tokens).subspan(i, std::min(step, tokens.size() - i)), cache,
+                                    step == 1 ? Logits::Last : Logits::All);
+    got.insert(got.end(), part.begin(), part.end());
+  }
+  return got;
+}
+
+
+fs::path hf_logits(const fs::path& file) {
+  const auto stem = file.stem().string();
+  return file.parent_path() / ("hf-" + stem.substr(0, stem.find("-legacy")) + ".f32");
+}
+
+/// The exact GPU configuration against the CPU reference and HF.
+template <class Model>
+void check_exact(const fs::path& file, const std::string& layout, gpu::GpuOptions options = {}) {
+  const auto tokens = test::read_meta_tokens(file.parent_path() / "meta.json");
+  const auto hf = test::read_f32(hf_logits(file));
+  cpu::ThreadPool pool(4);
+  const auto reference = ReferenceModel<>::load(gguf::File::open(file));
+  auto ref_cache = reference.make_cache(static_cast<std::int64_t>(tokens.size()));
+  const auto want = reference.forward(pool, tokens, ref_cache);
+  options.max_batch_tokens = 40;  // so the prefill of a 64-token file runs in two chunks
+  // With graphs on (decode steps captured where the layout allows) every mode; with them off, decode again.
+  for (const bool graph : {true, false}) {
+    options.cuda_graph = graph;
+    const auto model = Model::load(gguf::File::open(file), options);
+    const auto vocab = model.hparams().vocab;
+    for (const auto mode : {Mode::Prefill, Mode::Decode, Mode::Chunked}) {
+      if (!graph && mode != Mode::Decode) continue;
+      const auto got = run(model, pool, tokens, mode);
+      REQUIRE(got.size() == want.size());
+      const auto vs_ref = test::compare_logits(got, want, vocab);
+      const auto vs_hf = test::compare_logits(got, hf, vocab);
+      MESSAGE(layout << " " << file.parent_path().filename().string() << "/" << file.filename().string() << " "
+                     << name_of(mode) << std::string(mode == Mode::Decode ? (graph ? " (graph)" : " (no graph)") : "")
+                     << ": vs CPU reference worst rel-L2 " << vs_ref.worst_rel_l2 << " (top-1 flips "
+                     << vs_ref.argmax_mismatches << "); vs HF worst rel-L2 " << vs_hf.worst_rel_l2);
+      CHECK(vs_ref.worst_rel_l2 <= 1e-4);
+      CHECK(vs_ref.argmax_mismatches == 0);
+      CHECK(vs_hf.worst_rel_l2 <= 1e-3);
+    }
+  }
+}
+
+/// The fast configuration against HF, next to llama.cpp's figures for the same file.
+template <class Model>
+void check_fast(const fs::path& file, const std::string& layout) {
+  const auto tokens = test::read_meta_tokens(file.parent_path() / "meta.json");
+  const auto hf = test::read_f32(hf_logits(file));
+  cpu::ThreadPool pool(4);
+  gpu::GpuOptions options;
+  options.kv = gpu::KvFormat::BF16;
+  options.precision = cuda::Precision::BF16;
+  options.max_batch_tokens = 40;
+  const auto model = Model::load(gguf::File::open(file), options);
+  const auto vocab = model.hparams().vocab;
+  const auto llama = test::llama_cpp_closeness(file, hf, vocab);
+  for (const auto mode : {Mode::Prefill, Mode::Decode, Mode::Chunked}) {
+    const auto ours = test::closeness(run(model, pool, tokens, mode), hf, vocab);
+    MESSAGE(layout << " bf16 " << file.parent_path().filename().string() << "/" << file.filename().string() << " "
+                   << name_of(mode) << ": mean KL " << ours.kl << ", top-1 " << ours.top1
+                   << (llama ? "; llama.cpp: mean KL " + std::to_string(llama->kl) + ", top-1 " +
+                                   std::to_string(llama->top1)
+                             : std::string("; llama.cpp figures not found")));
+    REQUIRE(llama);
+    CHECK(ours.kl <= llama->kl);
+    CHECK(ours.top1 >= llama->top1 - 1.0 / static_cast<double>(tokens.size()) - 1e-9);
+  }
+}
+
+const fs::path repo_models = fs::path(HMOE_TEST_DATA) / "models";
+const fs::path shared_fixtures = fs::path(HMOE_SHARED_DATA) / "fixtures";
+
+}  // namespace
+
+TEST_CASE("hybrid and all-GPU layouts equal the CPU reference on the repo's test models (f32 cache)") {
+  const auto files = test::model_files(repo_models);
+  REQUIRE(!files.empty());
+  for (const auto& f : files) {
+    check_exact<HybridModel<Generic>>(f, "hybrid(reference experts)");
+    check_exact<GpuModel<>>(f, "all-GPU");
+  }
+}
+
+TEST_CASE("hybrid and all-GPU layouts on the shared 512+64 fixtures: exact and fast configurations") {
+  const auto files = test::model_files(shared_fixtures);
+  if (files.empty()) {
+    MESSAGE("skipped: no fixtures under " << shared_fixtures.string());
+    return;
+  }
+  for (const auto& f : files) {
+    check_exact<HybridModel<Generic>>(f, "hybrid(reference experts)");
+    check_exact<GpuModel<>>(f, "all-GPU");
+    check_fast<GpuModel<>>(f, "all-GPU");
+    if (AMX::available()) check_fast<HybridModel<AMX>>(f, "hybrid(AMX experts)");
+    else MESSAGE("hybrid(AMX experts) skipped: this CPU has no AMX");
+  }
+}
+
+TEST_CASE("a bf16 paged cache is refused for a model whose MLA shape the tile kernels do not take") {
+  const auto file = repo_models / "dsv3-tiny" / "Q8_0.gguf";
+  gpu::GpuOptions options;
+  options.kv = gpu::KvFormat::BF16;
+  try {
+    (void)GpuModel<>::load(gguf::File::open(file), options);
+    FAIL("load accepted a bf16 cache for kv_lora_rank 128");
+  } catch (const ModelError& e) {
+    const std::string what = e.what();
+    CHECK(what.find("kv_lora_rank 512") != std::string::npos);
+    CHECK(what.find("Q8_0.gguf") != std::string::npos);
+  }
+}
