@@ -31,7 +31,9 @@ struct GpuOptions {
   std::int64_t max_batch_tokens = 512;
   /// Decode steps (one token, last logits) as one captured CUDA graph launch, the CPU experts inside it as a host
   /// function. Layouts whose routed experts are on the GPU group tokens on the host and run without a graph.
-  bool cuda_graph = true;
+  /// Off by default: measured slower on the H100 machine (V2-Lite hybrid tg128 33.5 vs 40.7 tok/s; the host
+  /// function hand-off per MoE layer costs more than the launches it saves; benchmarks/results/e2e.md).
+  bool cuda_graph = false;
 };
 
 /// A bump allocator over one device buffer. Layers take what they need and give it back when they return
