@@ -39,7 +39,7 @@ class CausalLM<D, DenseBlock, MoeBlock> {
  public:
   using dims = D;
   using Cache = gpu::GpuKvCache;
-  /// Called during load with (blocks uploaded, blocks in all) and once with the memory report's text.
+  /// Called during load with the memory report's text, then one line per uploaded block.
   using Progress = std::function<void(const std::string&)>;
 
   static CausalLM load(gguf::File file, gpu::GpuOptions options = {}, Progress progress = {}) {
