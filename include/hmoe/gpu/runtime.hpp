@@ -15,6 +15,7 @@
 #include "hmoe/cuda/host_memory.hpp"
 #include "hmoe/cuda/matrix.hpp"
 #include "hmoe/cuda/stream.hpp"
+#include "hmoe/model/hparams.hpp"
 
 namespace hmoe::gpu {
 
@@ -34,6 +35,8 @@ struct GpuOptions {
   /// Off by default: measured slower on the H100 machine (V2-Lite hybrid tg128 33.5 vs 40.7 tok/s; the host
   /// function hand-off per MoE layer costs more than the launches it saves; benchmarks/results/e2e.md).
   bool cuda_graph = false;
+  /// Changes to the file's hyper-parameters (experts per token).
+  ModelOverrides overrides;
 };
 
 /// A bump allocator over one device buffer. Layers take what they need and give it back when they return

@@ -5,6 +5,7 @@
 /// The model owns the mapped file; every weight is a view into it, so loading is a metadata walk.
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <span>
 #include <stdexcept>
@@ -18,6 +19,7 @@
 #include "hmoe/model/hparams.hpp"
 #include "hmoe/model/kv_cache.hpp"
 #include "hmoe/model/tensors.hpp"
+#include "hmoe/policy/pipeline.hpp"
 #include "hmoe/quant/dequantize.hpp"
 
 namespace hmoe {
@@ -26,8 +28,13 @@ namespace hmoe {
 /// where a long prompt's full logits would be tokens × vocab floats for nothing).
 enum class Logits { All, Last };
 
-template <model_dims D, class DenseBlock, class MoeBlock>
+/// `PipelineP` says how the CPU and GPU work of a layout overlaps (policy/pipeline.hpp); an all-CPU layout has
+/// nothing to overlap and takes only `Pipeline<Sequential>`.
+template <model_dims D, class DenseBlock, class MoeBlock, pipeline_policy PipelineP = Pipeline<Sequential>>
 class CausalLM {
+  static_assert(std::same_as<PipelineP, Pipeline<Sequential>>,
+                "hmoe: an all-CPU model has no GPU work to overlap: it takes Pipeline<Sequential> only");
+
  public:
   using dims = D;
 

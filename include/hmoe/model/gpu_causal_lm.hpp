@@ -31,9 +31,9 @@
 
 namespace hmoe {
 
-template <model_dims D, class DenseBlock, class MoeBlock>
+template <model_dims D, class DenseBlock, class MoeBlock, pipeline_policy PipelineP>
   requires(DenseBlock::on_gpu)
-class CausalLM<D, DenseBlock, MoeBlock> {
+class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
   static_assert(MoeBlock::on_gpu, "hmoe: the dense and the MoE blocks must both have their attention on the GPU");
 
  public:

@@ -56,6 +56,13 @@ struct DeepSeekHParams {
   }
 };
 
+/// What a user may change about a file's model at load (the examples' flags set these).
+struct ModelOverrides {
+  /// Routed experts per token; 0 = as the model was trained (`expert_used_count`). Fewer is KTransformers'
+  /// "selective experts" mode: faster decode for some logit drift.
+  std::int64_t experts_per_token = 0;
+};
+
 namespace detail {
 
 inline std::string arch_key(std::string_view k) { return "deepseek2." + std::string(k); }
