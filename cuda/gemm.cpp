@@ -7,7 +7,10 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <array>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -26,11 +29,18 @@ void check_lt(cublasStatus_t st, const char* what, int line) {
 }
 #define HMOE_LT_CHECK(call) check_lt((call), #call, __LINE__)
 
-/// Owns the descriptors of one call; destroyed whatever happens.
+/// Owns the descriptors of one product shape; destroyed whatever happens.
 struct LtCall {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulPreference_t pref = nullptr;
+  LtCall() = default;
+  LtCall(LtCall&& o) noexcept : op(o.op), a(o.a), b(o.b), c(o.c), pref(o.pref) {
+    o.op = nullptr, o.a = o.b = o.c = nullptr, o.pref = nullptr;
+  }
+  LtCall(const LtCall&) = delete;
+  LtCall& operator=(const LtCall&) = delete;
+  LtCall& operator=(LtCall&&) = delete;
   ~LtCall() {
     if (pref) cublasLtMatmulPreferenceDestroy(pref);
     if (c) cublasLtMatrixLayoutDestroy(c);
@@ -64,10 +74,22 @@ struct LtOperands {
   std::int64_t ldy;
 };
 
-void lt_matmul(cublasLtHandle_t h, const Buffer& workspace, const LtOperands& o, std::int64_t m, std::int64_t n,
-               std::int64_t k, float alpha, float beta, cudaStream_t stream, const char* who) {
-  if (k <= 0) throw std::invalid_argument(std::string("hmoe::cuda::Gemm::") + who + ": k must be > 0");
+/// What decides a product's descriptors and algorithm: types, shape, strides, operand alignments.
+using PlanKey = std::array<std::int64_t, 10>;
+
+/// Plans kept per Gemm at most: a workload with ever new shapes (per-expert token counts) starts over past it.
+constexpr std::size_t plan_limit = 4096;
+
+/// One shape's descriptors and the algorithm cuBLASLt's heuristic picked for it.
+struct LtPlan {
   LtCall call;
+  cublasLtMatmulAlgo_t algo{};
+};
+
+LtPlan make_plan(cublasLtHandle_t h, std::size_t ws, const LtOperands& o, std::int64_t m, std::int64_t n,
+                 std::int64_t k, const char* who) {
+  LtPlan plan;
+  auto& call = plan.call;
   HMOE_LT_CHECK(cublasLtMatmulDescCreate(&call.op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
   HMOE_LT_CHECK(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
@@ -80,7 +102,6 @@ void lt_matmul(cublasLtHandle_t h, const Buffer& workspace, const LtOperands& o,
   HMOE_LT_CHECK(cublasLtMatrixLayoutCreate(&call.c, o.out, static_cast<std::uint64_t>(n),
                                            static_cast<std::uint64_t>(m), o.ldy));
   HMOE_LT_CHECK(cublasLtMatmulPreferenceCreate(&call.pref));
-  const std::size_t ws = workspace.bytes();
   HMOE_LT_CHECK(cublasLtMatmulPreferenceSetAttribute(call.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                                      sizeof(ws)));
   const std::uint32_t align_a = alignment_of(o.w), align_b = alignment_of(o.x), align_c = alignment_of(o.y);
@@ -97,14 +118,36 @@ void lt_matmul(cublasLtHandle_t h, const Buffer& workspace, const LtOperands& o,
   int found = 0;
   HMOE_LT_CHECK(cublasLtMatmulAlgoGetHeuristic(h, call.op, call.a, call.b, call.c, call.c, call.pref, max_results,
                                                results, &found));
-  const cublasLtMatmulAlgo_t* algo = nullptr;
-  for (int i = 0; i < found && algo == nullptr; ++i)
-    if (results[i].state == CUBLAS_STATUS_SUCCESS) algo = &results[i].algo;
-  if (algo == nullptr)
-    throw CudaError(std::string("hmoe::cuda::Gemm::") + who + ": cuBLASLt has no algorithm for m=" +
-                    std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k));
-  HMOE_LT_CHECK(cublasLtMatmul(h, call.op, &alpha, o.w, call.a, o.x, call.b, &beta, o.y, call.c, o.y, call.c, algo,
-                               workspace.data(), ws, stream));
+  for (int i = 0; i < found; ++i)
+    if (results[i].state == CUBLAS_STATUS_SUCCESS) {
+      plan.algo = results[i].algo;
+      return plan;
+    }
+  throw CudaError(std::string("hmoe::cuda::Gemm::") + who + ": cuBLASLt has no algorithm for m=" +
+                  std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k));
+}
+}  // namespace
+
+/// Plans by shape.
+struct Gemm::Plans {
+  std::map<PlanKey, LtPlan> by_key;
+};
+
+namespace {
+void lt_matmul(cublasLtHandle_t h, const Buffer& workspace, const LtOperands& o, std::int64_t m, std::int64_t n,
+               std::int64_t k, float alpha, float beta, cudaStream_t stream, const char* who,
+               std::map<PlanKey, LtPlan>& plans) {
+  if (k <= 0) throw std::invalid_argument(std::string("hmoe::cuda::Gemm::") + who + ": k must be > 0");
+  const std::size_t ws = workspace.bytes();
+  const PlanKey key{o.in, o.out, m, n, k, o.ldx, o.ldy, alignment_of(o.w), alignment_of(o.x), alignment_of(o.y)};
+  auto it = plans.find(key);
+  if (it == plans.end()) {
+    if (plans.size() >= plan_limit) plans.clear();
+    it = plans.emplace(key, make_plan(h, ws, o, m, n, k, who)).first;
+  }
+  const auto& plan = it->second;
+  HMOE_LT_CHECK(cublasLtMatmul(h, plan.call.op, &alpha, o.w, plan.call.a, o.x, plan.call.b, &beta, o.y, plan.call.c,
+                               o.y, plan.call.c, &plan.algo, workspace.data(), ws, stream));
 }
 
 void check_strides(std::int64_t ldx, std::int64_t ldy, std::int64_t n, std::int64_t k, const char* who) {
@@ -115,7 +158,7 @@ void check_strides(std::int64_t ldx, std::int64_t ldy, std::int64_t n, std::int6
 }
 }  // namespace
 
-Gemm::Gemm(std::size_t workspace_bytes) : workspace_(workspace_bytes) {
+Gemm::Gemm(std::size_t workspace_bytes) : plans_(std::make_unique<Plans>()), workspace_(workspace_bytes) {
   cublasLtHandle_t h = nullptr;
   HMOE_LT_CHECK(cublasLtCreate(&h));
   handle_ = h;
@@ -142,7 +185,7 @@ void Gemm::bf16(const Bf16* x, const Bf16* w, Out* y, std::int64_t m, std::int64
     return;
   }
   lt_matmul(static_cast<cublasLtHandle_t>(handle_), workspace_, {CUDA_R_16BF, out_type<Out>(), x, k, w, y, n}, m, n,
-            k, alpha, beta, detail::native(s), "bf16");
+            k, alpha, beta, detail::native(s), "bf16", plans_->by_key);
 }
 
 template void Gemm::bf16<float>(const Bf16*, const Bf16*, float*, std::int64_t, std::int64_t, std::int64_t,
@@ -155,7 +198,7 @@ void Gemm::bf16_strided(const Bf16* x, std::int64_t ldx, const Bf16* w, float* y
   if (m <= 0 || n <= 0) return;
   check_strides(ldx, ldy, n, k, "bf16_strided");
   lt_matmul(static_cast<cublasLtHandle_t>(handle_), workspace_, {CUDA_R_16BF, CUDA_R_32F, x, ldx, w, y, ldy}, m, n,
-            k, alpha, beta, detail::native(s), "bf16_strided");
+            k, alpha, beta, detail::native(s), "bf16_strided", plans_->by_key);
 }
 
 void Gemm::f32_strided(const float* x, std::int64_t ldx, const float* w, float* y, std::int64_t ldy, std::int64_t m,
@@ -163,7 +206,7 @@ void Gemm::f32_strided(const float* x, std::int64_t ldx, const float* w, float* 
   if (m <= 0 || n <= 0) return;
   check_strides(ldx, ldy, n, k, "f32_strided");
   lt_matmul(static_cast<cublasLtHandle_t>(handle_), workspace_, {CUDA_R_32F, CUDA_R_32F, x, ldx, w, y, ldy}, m, n,
-            k, alpha, beta, detail::native(s), "f32_strided");
+            k, alpha, beta, detail::native(s), "f32_strided", plans_->by_key);
 }
 
 }  // namespace hmoe::cuda

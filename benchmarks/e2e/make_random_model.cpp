@@ -2,8 +2,11 @@
 // weights, typed like a Q4_K_M file, for end-to-end speed runs without downloading a model.
 //
 // The file is laid out as llama.cpp's current converter writes it (split attn_k_b / attn_v_b with
-// attention.key_length_mla; see tools/make_bad_models.py for the same keys on a tiny model). No tokenizer keys:
-// hmoe-bench draws random token ids and needs none.
+// attention.key_length_mla; see tools/make_bad_models.py for the same keys on a tiny model). Its tokenizer is
+// synthetic but complete, so llama.cpp (llama-bench) loads the file: a `gpt2` byte-level BPE vocabulary of the
+// model's size with the model's pre-tokenizer name (`deepseek-llm` for V2, `deepseek-v3` for V3), the 256
+// byte-level characters, a few merges, BOS/EOS at the real ids, and "<t123>" fillers for the other ids.
+// hmoe-bench draws random token ids and needs none of it; hmoe's GGUF tokenizer reads it as it is.
 //
 // Speed: the header is built in memory; the data section is generated window by window (64 MiB) by all cores
 // into one buffer while the previous window is written from the other, so memory stays at two windows and the
@@ -53,6 +56,10 @@ usage: hmoe_make_random_model --shape v2-lite|v3 [--layers N] --out FILE.gguf [o
   --threads N    generator threads (default: all hardware threads)
   --dry-run      print the layout and size, write nothing
   -h, --help     this text
+
+The summary (stderr) ends with machine-readable lines: file_bytes=N, moe_layers=N, routed_expert_bytes_per_token=N
+(experts used x one expert's gate + up + down bytes, summed over the MoE layers: what decoding one token reads of
+the routed experts).
 )";
 
 // ---- model shapes ---------------------------------------------------------------------------------------------
@@ -64,13 +71,16 @@ struct Shape {
   std::int64_t experts, experts_used, shared, expert_ffn, groups, groups_used, vocab, context;
   bool sigmoid, weights_norm;
   float weights_scale, yarn_log_multiplier, rms_eps;
+  std::string tokenizer_pre;  // tokenizer.ggml.pre, as llama.cpp's converter names the model's pre-tokenizer
+  std::int64_t bos, eos;      // the real BOS / EOS ids
 };
 
 // From the models' config.json; yarn_log_multiplier is 0.1 * mscale_all_dim, as llama.cpp's converter writes it.
 const Shape v2_lite{"DeepSeek-V2-Lite", 27, 1, 2048, 16, 0, 512, 128, 64, 128, 10944,
-                    64, 6, 2, 1408, 1, 1, 102400, 163840, false, false, 1.0f, 0.0707f, 1e-6f};
+                    64, 6, 2, 1408, 1, 1, 102400, 163840, false, false, 1.0f, 0.0707f, 1e-6f,
+                    "deepseek-llm", 100000, 100001};
 const Shape v3{"DeepSeek-V3", 61, 3, 7168, 128, 1536, 512, 128, 64, 128, 18432,
-               256, 8, 1, 2048, 8, 4, 129280, 163840, true, true, 2.5f, 0.1f, 1e-6f};
+               256, 8, 1, 2048, 8, 4, 129280, 163840, true, true, 2.5f, 0.1f, 1e-6f, "deepseek-v3", 0, 1};
 
 // ---- tensors --------------------------------------------------------------------------------------------------
 
@@ -179,7 +189,7 @@ Layout make_layout(const Shape& s, std::uint64_t seed) {
 // ---- GGUF header ----------------------------------------------------------------------------------------------
 
 // GGUF metadata value types (gguf_value.hpp).
-enum : std::uint32_t { UINT32 = 4, FLOAT32 = 6, BOOL = 7, STRING = 8 };
+enum : std::uint32_t { UINT32 = 4, INT32 = 5, FLOAT32 = 6, BOOL = 7, STRING = 8, ARRAY = 9 };
 
 class Header {
  public:
@@ -190,6 +200,14 @@ class Header {
   void f32(std::string_view key, float v) { kv(key, FLOAT32), pod(v); }
   void boolean(std::string_view key, bool v) { kv(key, BOOL), pod(static_cast<std::uint8_t>(v)); }
   void str(std::string_view key, std::string_view v) { kv(key, STRING), string(v); }
+  void strings(std::string_view key, const std::vector<std::string>& v) {
+    kv(key, ARRAY), pod(STRING), pod(static_cast<std::uint64_t>(v.size()));
+    for (const std::string& e : v) string(e);
+  }
+  void i32s(std::string_view key, const std::vector<std::int32_t>& v) {
+    kv(key, ARRAY), pod(INT32), pod(static_cast<std::uint64_t>(v.size()));
+    bytes.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(std::int32_t));
+  }
 
   template <class T>
   void pod(T v) {  // little-endian host assumed (x86 / arm64), as GGUF is
@@ -207,6 +225,63 @@ class Header {
     ++n_kv;
   }
 };
+
+// ---- synthetic tokenizer --------------------------------------------------------------------------------------
+
+// UTF-8 of one code point (< 0x800 is all the byte-level alphabet needs).
+std::string utf8(std::uint32_t cp) {
+  std::string s;
+  if (cp < 0x80) {
+    s += static_cast<char>(cp);
+  } else {
+    s += static_cast<char>(0xC0 | (cp >> 6));
+    s += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+  return s;
+}
+
+// GPT-2's byte-level alphabet: printable Latin-1 bytes stand for themselves, the other 68 bytes (controls, space,
+// 0x7F-0xA0, 0xAD) for U+0100, U+0101, ... in byte order, so a space is U+0120 and a newline U+010A.
+std::string byte_char(int b) {
+  const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+  if (printable) return utf8(static_cast<std::uint32_t>(b));
+  int n = 0;  // how many non-printable bytes come before b
+  for (int c = 0; c < b; ++c)
+    if (!((c >= 0x21 && c <= 0x7E) || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF))) ++n;
+  return utf8(static_cast<std::uint32_t>(256 + n));
+}
+
+struct Vocab {
+  std::vector<std::string> tokens, merges;
+  std::vector<std::int32_t> types;
+};
+
+// s.vocab unique tokens: BOS / EOS (control) at their real ids; the other ids in order take the 256 byte-level
+// characters, the results of a few merges (so both tokenizers have merges to apply), then "<t{id}>".
+Vocab synthetic_vocab(const Shape& s) {
+  constexpr std::int32_t normal = 1, control = 3;  // llama.cpp's token types
+  const std::string G = byte_char(' ');            // "Ġ"
+  const std::vector<std::pair<std::string, std::string>> pairs = {
+      {G, "t"}, {G, "a"}, {"h", "e"}, {"i", "n"}, {"r", "e"}, {"o", "n"}, {"e", "r"}, {G + "t", "he"}};
+  std::vector<std::string> ordinary;
+  for (int b = 0; b < 256; ++b) ordinary.push_back(byte_char(b));
+  for (const auto& [a, b] : pairs) ordinary.push_back(a + b);
+
+  Vocab v;
+  v.tokens.resize(static_cast<std::size_t>(s.vocab));
+  v.types.assign(static_cast<std::size_t>(s.vocab), normal);
+  std::size_t next = 0;
+  for (std::int64_t id = 0; id < s.vocab; ++id) {
+    const auto i = static_cast<std::size_t>(id);
+    if (id == s.bos) v.tokens[i] = "<｜begin▁of▁sentence｜>", v.types[i] = control;
+    else if (id == s.eos) v.tokens[i] = "<｜end▁of▁sentence｜>", v.types[i] = control;
+    else if (next < ordinary.size()) v.tokens[i] = ordinary[next++];
+    else v.tokens[i] = "<t" + std::to_string(id) + ">";
+  }
+  if (next < ordinary.size()) throw std::logic_error("vocabulary too small for the byte-level alphabet");
+  for (const auto& [a, b] : pairs) v.merges.push_back(a + " " + b);
+  return v;
+}
 
 // Metadata as llama.cpp's converter writes it for these models; arch keys are prefixed "deepseek2.".
 Header metadata(const Shape& s) {
@@ -234,7 +309,9 @@ Header metadata(const Shape& s) {
   m.u32("general.file_type", 15);  // LLAMA_FTYPE_MOSTLY_Q4_K_M
   m.u32(K("leading_dense_block_count"), s.dense_layers);
   m.u32(K("vocab_size"), s.vocab);
-  if (s.q_lora > 0) m.u32(K("attention.q_lora_rank"), s.q_lora);  // real V2-Lite files have no such key
+  // Real V2-Lite files have no q_lora_rank key: llama.cpp treats a 26- or 27-layer deepseek2 as "lite" and reads
+  // none, but requires the key for any other layer count, so a cut-down V2-Lite says 0 (no q LoRA).
+  if (s.q_lora > 0 || (s.layers != 27 && s.layers != 26)) m.u32(K("attention.q_lora_rank"), s.q_lora);
   m.u32(K("attention.kv_lora_rank"), s.kv_lora);
   m.u32(K("attention.key_length_mla"), s.nope + s.rope);
   m.u32(K("attention.value_length_mla"), s.v_head);
@@ -250,6 +327,18 @@ Header metadata(const Shape& s) {
   m.f32(K("rope.scaling.yarn_beta_fast"), 32.0f);
   m.f32(K("rope.scaling.yarn_beta_slow"), 1.0f);
   m.u32("general.quantization_version", 2);
+
+  const Vocab v = synthetic_vocab(s);
+  m.str("tokenizer.ggml.model", "gpt2");
+  m.str("tokenizer.ggml.pre", s.tokenizer_pre);
+  m.strings("tokenizer.ggml.tokens", v.tokens);
+  m.i32s("tokenizer.ggml.token_type", v.types);
+  m.strings("tokenizer.ggml.merges", v.merges);
+  m.u32("tokenizer.ggml.bos_token_id", static_cast<std::uint64_t>(s.bos));
+  m.u32("tokenizer.ggml.eos_token_id", static_cast<std::uint64_t>(s.eos));
+  m.u32("tokenizer.ggml.padding_token_id", static_cast<std::uint64_t>(s.eos));
+  m.boolean("tokenizer.ggml.add_bos_token", true);
+  m.boolean("tokenizer.ggml.add_eos_token", false);
   return m;
 }
 
@@ -498,6 +587,21 @@ void print_summary(const Shape& s, const Layout& L, std::uint64_t header) {
   if (s.layers > s.dense_layers) std::fprintf(stderr, "  MoE layer   %s\n", gb(layer_bytes(s.dense_layers)).c_str());
   std::fprintf(stderr, "  total       %s (%llu bytes)\n", gb(header + L.data_bytes).c_str(),
                static_cast<unsigned long long>(header + L.data_bytes));
+  // What decoding one token reads of the routed experts: per MoE layer, experts_used x (one expert's slice of
+  // ffn_gate_exps + ffn_up_exps + ffn_down_exps).
+  std::uint64_t routed = 0;
+  int moe_layers = 0;
+  for (const Tensor& t : L.tensors) {
+    if (!t.name.ends_with("_exps.weight")) continue;
+    routed += t.bytes / t.ne[2] * static_cast<std::uint64_t>(s.experts_used);
+    if (t.name.ends_with("ffn_gate_exps.weight")) ++moe_layers;
+  }
+  std::fprintf(stderr, "  routed experts read per token: %s (%lld of %lld experts in %d MoE layers)\n",
+               gb(routed).c_str(), static_cast<long long>(s.experts_used), static_cast<long long>(s.experts),
+               moe_layers);
+  std::fprintf(stderr, "file_bytes=%llu\nmoe_layers=%d\nrouted_expert_bytes_per_token=%llu\n",
+               static_cast<unsigned long long>(header + L.data_bytes), moe_layers,
+               static_cast<unsigned long long>(routed));
 }
 
 // Header, then the data section window by window, then fsync, so the reported speed is the disk's. Returns the

@@ -18,24 +18,34 @@
 #include <hmoe/hmoe.hpp>
 
 #include "../common/model_choice.hpp"
+#if HMOE_HAVE_CUDA
+#include <hmoe/pipeline/trace.hpp>
+#endif
 
 namespace {
 
 constexpr const char* usage = R"(hmoe-bench: tokens/s of a DeepSeek (deepseek2) GGUF model, llama-bench style.
 
-usage: hmoe-bench -m FILE.gguf [-p 512] [-n 128] [-t THREADS] [-r 3] [--layout cpu|hybrid|gpu] [options]
+usage: hmoe-bench -m FILE.gguf [-p 512] [-n 128] [-t THREADS] [-r 3] [--layout cpu|hybrid|gpu]
+                  [--experts-per-token K] [options]
 
   -m, --model FILE    GGUF file
   -p, --n-prompt N    prompt tokens per pp test (default 512; 0 skips it); a comma list runs several
   -n, --n-gen N       generated tokens per tg test (default 128; 0 skips it); a comma list runs several
   -t, --threads N     CPU worker threads (default: all hardware threads)
   -r, --repetitions N runs per test; the table shows mean ± sample standard deviation (default 3)
+  -d, --n-depth N     context already in the cache before each test (default 0; comma list), filled
+                      untimed with random tokens: "tg128 @ d4096" is decode at context 4096, as llama-bench
   --seed N            seed of the random prompt tokens (default 1)
+  --trace FILE        write a Chrome trace (Perfetto) of the last repetition of every test (GPU layouts);
+                      tools/trace_summary.py summarizes and draws it
 )" /* model_choice_help follows */;
 constexpr const char* usage_rest = R"(  -h, --help          this text
 
 Before the timed runs each test runs once untimed (warm-up). Prints one markdown table row per test with the
 layout, threads, test name and tokens/s, then GPU memory in use (when a GPU layout runs) and the peak host RSS.
+The layout column ends with "K of N experts/token" when --experts-per-token runs fewer routed experts than the
+N the model was trained with.
 )";
 
 [[noreturn]] void fail(const std::string& msg) {
@@ -66,8 +76,16 @@ struct Options {
   unsigned threads = 0;
   int reps = 3;
   unsigned seed = 1;
+  std::vector<long long> depth{0};
+  std::string trace;
   hmoe::examples::ModelChoice layout;
 };
+
+#if HMOE_HAVE_CUDA
+using Trace = hmoe::pipeline::Trace;
+#else
+struct Trace {};  // only GPU layouts record traces; main refuses --trace without them
+#endif
 
 double peak_rss_gib() {
   rusage u{};
@@ -78,17 +96,20 @@ double peak_rss_gib() {
 template <class Model>
 int bench(const Model& model, const Options& o, const std::string& layout) {
   const auto& h = model.hparams();
-  hmoe::cpu::ThreadPool pool(o.threads);
+  auto pool = hmoe::examples::make_pool(o.layout, o.threads);
   std::mt19937 rng(o.seed);
   std::uniform_int_distribution<std::int32_t> token(0, static_cast<std::int32_t>(h.vocab - 1));
   const auto name = std::filesystem::path(o.model).filename().string();
   std::printf("| model | layout | threads | test | t/s |\n|---|---|---:|---:|---:|\n");
 
-  auto run = [&](const std::string& test, long long n, bool prompt) {
-    std::vector<std::int32_t> tokens(static_cast<std::size_t>(n));
+  [[maybe_unused]] Trace trace;
+  auto run = [&](const std::string& test, long long n, bool prompt, long long depth) {
+    std::vector<std::int32_t> tokens(static_cast<std::size_t>(n)), context(static_cast<std::size_t>(depth));
     for (auto& t : tokens) t = token(rng);
+    for (auto& t : context) t = token(rng);
     auto once = [&] {
-      auto cache = model.make_cache(std::max<long long>(n, 1));
+      auto cache = model.make_cache(std::max<long long>(n + depth, 1));
+      if (depth > 0) (void)model.forward(pool, context, cache, hmoe::Logits::Last);  // untimed: the test's context
       const auto t0 = std::chrono::steady_clock::now();
       if (prompt) {
         (void)model.forward(pool, tokens, cache, hmoe::Logits::Last);
@@ -103,7 +124,12 @@ int bench(const Model& model, const Options& o, const std::string& layout) {
     };
     (void)once();  // warm-up
     std::vector<double> rates;
-    for (int r = 0; r < o.reps; ++r) rates.push_back(static_cast<double>(n) / once());
+    for (int r = 0; r < o.reps; ++r) {
+      if constexpr (requires { model.set_trace(&trace); })  // the last repetition of each test
+        if (!o.trace.empty() && r + 1 == o.reps) model.set_trace(&trace);
+      rates.push_back(static_cast<double>(n) / once());
+      if constexpr (requires { model.set_trace(nullptr); }) model.set_trace(nullptr);
+    }
     double mean = 0, var = 0;
     for (double v : rates) mean += v / static_cast<double>(rates.size());
     for (double v : rates) var += (v - mean) * (v - mean);
@@ -112,10 +138,20 @@ int bench(const Model& model, const Options& o, const std::string& layout) {
                 test.c_str(), mean, sd);
     std::fflush(stdout);
   };
-  for (auto p : o.prompt)
-    if (p > 0) run("pp" + std::to_string(p), p, true);
-  for (auto g : o.gen)
-    if (g > 0) run("tg" + std::to_string(g), g, false);
+  for (auto d : o.depth) {
+    const std::string at = d > 0 ? " @ d" + std::to_string(d) : "";
+    for (auto p : o.prompt)
+      if (p > 0) run("pp" + std::to_string(p) + at, p, true, d);
+    for (auto g : o.gen)
+      if (g > 0) run("tg" + std::to_string(g) + at, g, false, d);
+  }
+  if constexpr (requires { model.set_trace(&trace); })
+    if (!o.trace.empty()) {
+      trace.write(o.trace);
+      std::printf("\ntrace: %s (%zu spans; tools/trace_summary.py reads it)\n", o.trace.c_str(), trace.size());
+    }
+  if constexpr (!requires { model.set_trace(&trace); })
+    if (!o.trace.empty()) std::printf("\ntrace: none written: only the GPU layouts record one\n");
   if constexpr (requires { model.gpu_weight_bytes(); })
     std::printf("\nGPU weights: %.2f GiB\n", static_cast<double>(model.gpu_weight_bytes()) / (1u << 30));
   std::printf("peak host RSS: %.2f GiB\n", peak_rss_gib());
@@ -141,6 +177,8 @@ int main(int argc, char** argv) {
       else if (a == "-n" || a == "--n-gen") o.gen = parse_list(a, value());
       else if (a == "-t" || a == "--threads") o.threads = static_cast<unsigned>(parse_list(a, value()).at(0));
       else if (a == "-r" || a == "--repetitions") o.reps = static_cast<int>(std::max(1LL, parse_list(a, value()).at(0)));
+      else if (a == "-d" || a == "--n-depth") o.depth = parse_list(a, value());
+      else if (a == "--trace") o.trace = value();
       else if (a == "--seed") o.seed = static_cast<unsigned>(parse_list(a, value()).at(0));
       else if (hmoe::examples::parse_model_choice(o.layout, argc, argv, i)) continue;
       else fail("unknown option '" + a + "'");
@@ -149,6 +187,9 @@ int main(int argc, char** argv) {
     }
   }
   if (o.model.empty()) fail("--model is required");
+#if !HMOE_HAVE_CUDA
+  if (!o.trace.empty()) fail("--trace records GPU layouts; this build has no CUDA unit");
+#endif
   try {
     return hmoe::examples::with_model(o.layout, hmoe::gguf::File::open(o.model),
                                       [&](const auto& model, const std::string& desc) { return bench(model, o, desc); });

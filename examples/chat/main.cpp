@@ -102,7 +102,7 @@ Options parse(int argc, char** argv) {
     } else if (a == "-m" || a == "--model") o.model = value();
     else if (a == "-c" || a == "--ctx") o.ctx = parse_number<long long>(a, value());
     else if (a == "-t" || a == "--threads") o.threads = parse_number<unsigned>(a, value());
-    else if (hmoe::examples::parse_model_choice(o.layout, argc, argv, i)) continue;
+    else if (hmoe::examples::parse_model_choice_or(o.layout, argc, argv, i, fail)) continue;
     else if (a == "--overflow") o.overflow = value();
     else if (a == "-p" || a == "--prompt") o.prompt = value(), o.have_prompt = true;
     else if (a == "-f" || a == "--prompt-file") o.prompt_file = value();
@@ -267,7 +267,7 @@ int serve(const Options& o, const Model& model, const hmoe::tokenizer::Tokenizer
   const bool tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
   const auto& h = model.hparams();
   if (o.ctx > h.context) fail("--ctx " + std::to_string(o.ctx) + " exceeds the model's context " + std::to_string(h.context));
-  hmoe::cpu::ThreadPool pool(o.threads);
+  auto pool = hmoe::examples::make_pool(o.layout, o.threads);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cerr << " done in " << load_s << " s: " << h.layers << " layers, " << h.experts << " experts (top-"
             << h.experts_used << "), vocab " << h.vocab << ", template " << hmoe::chat::name(tmpl) << ", "

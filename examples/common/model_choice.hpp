@@ -1,11 +1,14 @@
 /// \file
 /// \brief The examples' common flags for picking a layout at run time: which compile-time model type to load
-/// (all-CPU, hybrid, all-GPU) and with which routed-expert kernels, KV cache and GEMM precision.
+/// (all-CPU, hybrid, all-GPU) and with which routed-expert kernels, KV cache and GEMM precision, and how many
+/// routed experts each token uses (--experts-per-token, docs/selective-experts.md).
 ///
 /// Every combination is its own model type, fixed at compile time; this header only maps flags to types. The
 /// GPU layouts exist when the examples are built with the CUDA unit (HMOE_HAVE_CUDA).
 #pragma once
 
+#include <cstdint>
+#include <chrono>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -26,7 +29,22 @@ struct ModelChoice {
   std::string precision = "auto";  ///< GPU prefill GEMMs: f32 | bf16 | auto (= bf16)
   int device = 0;
   bool cuda_graph = false;         ///< decode steps as one CUDA graph launch (hybrid layout)
+  std::int64_t experts_per_token = 0;  ///< routed experts per token; 0 = as trained (ModelOverrides)
+  std::string pipeline = "overlap";  ///< hybrid: overlap (Pipeline<CpuGpuOverlap<1>>) | sequential
+  int micro_batches = 0;             ///< hybrid prompts in this many micro-batches; 0 = the pipeline's (1)
+  bool spin = true;                  ///< expert threads poll between layers instead of sleeping
 };
+
+/// The expert thread pool the choice asks for: with `spin`, threads poll for 5 ms before they sleep, which
+/// covers the GPU's part of a layer, so the CPU experts of the next layer start without a wake-up (measured on
+/// the H100 machine: hybrid pp2048 467 → 658 tok/s, tg 19–29 → 39–41 tok/s; benchmarks/results/pipeline.md).
+inline cpu::ThreadPool make_pool(const ModelChoice& c, unsigned threads) {
+  return cpu::ThreadPool(threads, cpu::Pin::None, c.spin ? cpu::Wait::Spin : cpu::Wait::Block,
+                         std::chrono::microseconds(c.spin ? 5000 : 200));
+}
+
+/// The ModelOverrides the choice asks for.
+inline ModelOverrides overrides_of(const ModelChoice& c) { return ModelOverrides{c.experts_per_token}; }
 
 /// The --help lines for these flags.
 inline constexpr const char* model_choice_help =
@@ -41,6 +59,16 @@ inline constexpr const char* model_choice_help =
   --device N          CUDA device index (default 0)
   --cuda-graph        run each decode step as one captured CUDA graph (hybrid layout; off by default: slower
                       on the H100 machine so far, see benchmarks/results/e2e.md)
+  --experts-per-token K
+                      routed experts per token, 1 to the count the model was trained with (expert_used_count);
+                      fewer is "selective experts": faster, the logits drift (docs/selective-experts.md).
+                      Default 0 = as trained
+  --pipeline P        hybrid layout: overlap (default: the shared experts run on the GPU while the CPU runs the
+                      routed ones) or sequential (nothing overlaps; for comparison)
+  --micro-batches N   hybrid layout: split prompts into N micro-batches (1-8) whose GPU and CPU work overlap;
+                      default 1 (measured fastest on the H100 machine, where the CPU experts dominate prefill)
+  --no-spin           expert threads sleep between layers (default: they poll for 5 ms first; faster, but
+                      keeps the cores busy)
 )";
 
 /// Consumes one flag of ModelChoice at argv[i] (advancing i past its value); false if the flag is not one of them.
@@ -57,11 +85,38 @@ inline bool parse_model_choice(ModelChoice& c, int argc, char** argv, int& i) {
   else if (a == "--gpu-precision") c.precision = value();
   else if (a == "--device") c.device = std::stoi(value());
   else if (a == "--cuda-graph") c.cuda_graph = true;
-  else return false;
+  else if (a == "--pipeline") c.pipeline = value();
+  else if (a == "--micro-batches") c.micro_batches = std::stoi(value());
+  else if (a == "--no-spin") c.spin = false;
+  else if (a == "--experts-per-token") {
+    const auto v = value();
+    std::size_t used = 0;
+    long long k = -1;
+    try {
+      k = std::stoll(v, &used);
+    } catch (const std::exception&) {
+    }
+    if (used != v.size() || k < 0)
+      throw std::invalid_argument("--experts-per-token takes a whole number >= 0 (0 = as trained), got '" + v + "'");
+    c.experts_per_token = k;
+  } else return false;
   return true;
 }
 
-/// Loads the model type the choice names and calls f(model, description); returns what f returns.
+/// parse_model_choice for a program whose usage errors go through `fail(message)` (which does not return): a bad
+/// value is then a usage error, not an uncaught exception.
+template <class Fail>
+bool parse_model_choice_or(ModelChoice& c, int argc, char** argv, int& i, Fail&& fail) {
+  try {
+    return parse_model_choice(c, argc, argv, i);
+  } catch (const std::logic_error& e) {  // std::invalid_argument, std::out_of_range (std::stoi)
+    fail(e.what());
+  }
+  return false;
+}
+
+/// Loads the model type the choice names and calls f(model, description); returns what f returns. The
+/// description ends with ", K of N experts/token" when --experts-per-token changes the trained count N.
 template <class F>
 int with_model(ModelChoice c, gguf::File file, F&& f) {
   if (c.experts == "auto") c.experts = AMX::available() ? "amx" : AVX512::available() ? "avx512" : "reference";
@@ -76,10 +131,25 @@ int with_model(ModelChoice c, gguf::File file, F&& f) {
                                 "(configure with a CUDA compiler and -DHMOE_CUDA=ON)");
 #endif
   const std::string kernels = c.experts == "reference" ? "reference f32" : c.experts == "avx512" ? "AVX-512" : "AMX";
+  // Checked here (the loads check again), so that every layout refuses a bad K before anything is allocated.
+  [[maybe_unused]] const auto h = read_hparams(file, overrides_of(c));
+  // Every layout must run with the K asked for (never silently the trained count); the description says K.
+  auto run = [&](const auto& model, std::string desc) -> int {
+    const auto& mh = model.hparams();
+    if (c.experts_per_token != 0 && mh.experts_used != c.experts_per_token)
+      throw std::logic_error(desc + ": the model runs " + std::to_string(mh.experts_used) +
+                             " experts per token, not --experts-per-token " + std::to_string(c.experts_per_token) +
+                             " (this layout does not apply the override)");
+    if (mh.experts_used != mh.trained_experts_used)
+      desc += ", " + std::to_string(mh.experts_used) + " of " + std::to_string(mh.trained_experts_used) +
+              " experts/token";
+    return f(model, desc);
+  };
   if (c.layout == "cpu") {
-    if (c.experts == "reference") return f(ReferenceModel<>::load(std::move(file)), "cpu, experts " + kernels);
-    if (c.experts == "avx512") return f(CpuModel<AVX512>::load(std::move(file)), "cpu, experts " + kernels);
-    return f(CpuModel<AMX>::load(std::move(file)), "cpu, experts " + kernels);
+    const auto desc = "cpu, experts " + kernels;
+    if (c.experts == "reference") return run(ReferenceModel<>::load(std::move(file), overrides_of(c)), desc);
+    if (c.experts == "avx512") return run(CpuModel<AVX512>::load(std::move(file), overrides_of(c)), desc);
+    return run(CpuModel<AMX>::load(std::move(file), overrides_of(c)), desc);
   }
 #if HMOE_HAVE_CUDA
   if (c.layout != "hybrid" && c.layout != "gpu")
@@ -87,7 +157,10 @@ int with_model(ModelChoice c, gguf::File file, F&& f) {
   gpu::GpuOptions o;
   o.device = c.device;
   o.cuda_graph = c.cuda_graph;
-  const auto h = read_hparams(file);
+  o.overrides = overrides_of(c);
+  o.micro_batches = c.micro_batches;
+  if (c.pipeline != "overlap" && c.pipeline != "sequential")
+    throw std::invalid_argument("--pipeline must be overlap or sequential, got '" + c.pipeline + "'");
   const bool tiles_fit = h.kv_lora_rank == 512 && h.qk_rope == 64;
   if (c.kv == "auto") c.kv = tiles_fit ? "bf16" : "f32";
   if (c.kv != "f32" && c.kv != "bf16") throw std::invalid_argument("--kv must be f32, bf16 or auto, got '" + c.kv + "'");
@@ -99,11 +172,19 @@ int with_model(ModelChoice c, gguf::File file, F&& f) {
   const auto progress = [](const std::string& line) { std::cerr << "\n  " << line << std::flush; };
   const std::string gpu_desc = ", GPU " + cuda::Device(c.device).name() + ", kv " + c.kv + ", GEMMs " + c.precision +
                                (c.cuda_graph ? ", CUDA graph" : "");
-  if (c.layout == "gpu") return f(GpuModel<>::load(std::move(file), o, progress), "gpu" + gpu_desc);
-  const std::string desc = "hybrid, experts " + kernels + " on the CPU" + gpu_desc;
-  if (c.experts == "reference") return f(HybridModel<Generic>::load(std::move(file), o, progress), desc);
-  if (c.experts == "avx512") return f(HybridModel<AVX512>::load(std::move(file), o, progress), desc);
-  return f(HybridModel<AMX>::load(std::move(file), o, progress), desc);
+  if (c.layout == "gpu") return run(GpuModel<>::load(std::move(file), o, progress), "gpu" + gpu_desc);
+  std::string desc = "hybrid, experts " + kernels + " on the CPU" + gpu_desc;
+  if (c.pipeline == "sequential") {
+    desc += ", pipeline sequential";
+    using Seq = Pipeline<Sequential>;
+    if (c.experts == "reference") throw std::invalid_argument("--pipeline sequential runs with avx512 or amx experts");
+    if (c.experts == "avx512") return run(HybridModel<AVX512, Stored, Stored, dims::Dynamic, Seq>::load(std::move(file), o, progress), desc);
+    return run(HybridModel<AMX, Stored, Stored, dims::Dynamic, Seq>::load(std::move(file), o, progress), desc);
+  }
+  if (c.micro_batches > 1) desc += ", " + std::to_string(c.micro_batches) + " micro-batches";
+  if (c.experts == "reference") return run(HybridModel<Generic>::load(std::move(file), o, progress), desc);
+  if (c.experts == "avx512") return run(HybridModel<AVX512>::load(std::move(file), o, progress), desc);
+  return run(HybridModel<AMX>::load(std::move(file), o, progress), desc);
 #else
   throw std::invalid_argument("--layout must be cpu or auto in this build, got '" + c.layout + "'");
 #endif

@@ -137,10 +137,12 @@ int run(const Model& model, Options o, std::chrono::steady_clock::time_point t0,
   const auto& h = model.hparams();
   std::cerr << "model: " << model_path << ": " << h.layers << " layers (" << h.dense_layers << " dense), hidden "
             << h.hidden << ", " << h.heads << " heads, kv_lora " << h.kv_lora_rank << ", q_lora " << h.q_lora_rank
-            << ", experts " << h.experts << " (top-" << h.experts_used << ", " << h.shared_experts << " shared, "
+            << ", experts " << h.experts << " (top-" << h.experts_used
+            << (h.experts_used != h.trained_experts_used ? " of the trained " + std::to_string(h.trained_experts_used) : "")
+            << ", " << h.shared_experts << " shared, "
             << (h.gating == hmoe::Gating::Sigmoid ? "sigmoid" : "softmax") << "), vocab " << h.vocab << ", "
             << (h.layout == hmoe::AttentionLayout::SplitKvB ? "attn_k_b/attn_v_b" : "legacy attn_kv_b") << "\n";
-  hmoe::cpu::ThreadPool pool(threads);
+  auto pool = hmoe::examples::make_pool(layout, threads);
   if (!perplexity.empty()) {
     std::ifstream in(perplexity, std::ios::binary);
     if (!in) fail("cannot read " + perplexity);
@@ -219,7 +221,7 @@ int main(int argc, char** argv) {
     else if (a == "--logits-out") logits_out = value();
     else if (a == "--decode") decode = true;
     else if (a == "--reference") layout.experts = "reference", layout.kv = "f32", layout.precision = "f32";
-    else if (hmoe::examples::parse_model_choice(layout, argc, argv, i)) continue;
+    else if (hmoe::examples::parse_model_choice_or(layout, argc, argv, i, fail)) continue;
     else if (a == "--memory-report") memory_layout = value();
     else if (a == "--threads" || a == "-t") threads = static_cast<unsigned>(parse_count(a, value()));
     else if (a == "--ctx") ctx = parse_count(a, value());
@@ -236,7 +238,7 @@ int main(int argc, char** argv) {
                                                   : (fail("--memory-report takes cpu, hybrid or gpu"), hmoe::LayoutPlan{});
     try {
       const auto file = hmoe::gguf::File::open(model_path);
-      const auto h = hmoe::read_hparams(file);
+      const auto h = hmoe::read_hparams(file, hmoe::examples::overrides_of(layout));
       std::cout << model_path << ", layout " << memory_layout << ":\n"
                 << hmoe::format(hmoe::memory_report(file, h, plan, ctx > 0 ? ctx : 4096), plan);
       return 0;

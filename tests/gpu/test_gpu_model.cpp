@@ -11,7 +11,10 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <hmoe/gpu.hpp>
+#include <hmoe/pipeline/trace.hpp>
 #include <span>
 #include <string>
 #include <vector>
@@ -133,6 +136,91 @@ TEST_CASE("hybrid and all-GPU layouts on the shared 512+64 fixtures: exact and f
     if (AMX::available()) check_fast<HybridModel<AMX>>(f, "hybrid(AMX experts)");
     else MESSAGE("hybrid(AMX experts) skipped: this CPU has no AMX");
   }
+}
+
+TEST_CASE("every pipeline mode gives the reference's logits, micro-batched prompts included") {
+  // Micro-batches of 8+ tokens here (the default floor of 64 would never split these 64-token files): a 40-token
+  // chunk runs as 4 coroutines whose attention, experts and copies interleave on one stream.
+  gpu::GpuOptions options;
+  options.min_micro_batch = 8;
+  using Sequential1 = HybridModel<Generic, Stored, Stored, dims::Dynamic, Pipeline<Sequential>>;
+  using Overlap1 = HybridModel<Generic, Stored, Stored, dims::Dynamic, Pipeline<CpuGpuOverlap<1>>>;
+  using Overlap4 = HybridModel<Generic, Stored, Stored, dims::Dynamic, Pipeline<CpuGpuOverlap<4>>>;
+  for (const auto* name : {"dsv3-tiny/Q4_K_M.gguf", "dsv2lite-tiny/Q8_0.gguf"}) {
+    const auto f = repo_models / name;
+    check_exact<Sequential1>(f, "hybrid(reference experts) Pipeline<Sequential>", options);
+    check_exact<Overlap1>(f, "hybrid(reference experts) Pipeline<CpuGpuOverlap<1>>", options);
+    check_exact<Overlap4>(f, "hybrid(reference experts) Pipeline<CpuGpuOverlap<4>>", options);
+    options.micro_batches = 3;  // the run-time count, below the policy's
+    check_exact<Overlap4>(f, "hybrid(reference experts) Pipeline<CpuGpuOverlap<4>>, 3 micro-batches", options);
+    options.micro_batches = 0;
+  }
+}
+
+TEST_CASE("fewer routed experts per token: the GPU layouts equal the CPU reference run with the same override") {
+  for (const auto* name : {"dsv3-tiny/Q4_K_M.gguf", "dsv2lite-tiny/Q8_0.gguf"}) {
+    const auto file = repo_models / name;
+    const auto tokens = test::read_meta_tokens(file.parent_path() / "meta.json");
+    const auto trained = read_hparams(gguf::File::open(file)).experts_used;
+    REQUIRE(trained >= 2);
+    const ModelOverrides fewer{.experts_per_token = trained - 1};
+    cpu::ThreadPool pool(4);
+    const auto reference = ReferenceModel<>::load(gguf::File::open(file), fewer);
+    auto ref_cache = reference.make_cache(static_cast<std::int64_t>(tokens.size()));
+    const auto want = reference.forward(pool, tokens, ref_cache);
+    auto full_cache = reference.make_cache(static_cast<std::int64_t>(tokens.size()));
+    const auto full = ReferenceModel<>::load(gguf::File::open(file)).forward(pool, tokens, full_cache);
+    gpu::GpuOptions options;
+    options.overrides = fewer;
+    auto check = [&](const auto& model, const char* layout) {
+      CHECK(model.hparams().experts_used == trained - 1);
+      auto cache = model.make_cache(static_cast<std::int64_t>(tokens.size()));
+      const auto got = model.forward(pool, tokens, cache);
+      const auto vocab = model.hparams().vocab;
+      const auto vs_ref = test::compare_logits(got, want, vocab);
+      const auto vs_full = test::compare_logits(got, full, vocab);
+      MESSAGE(layout << " " << name << " with " << trained - 1 << " of " << trained
+                     << " experts: vs the CPU reference with the same override worst rel-L2 " << vs_ref.worst_rel_l2
+                     << "; vs all experts worst rel-L2 " << vs_full.worst_rel_l2);
+      CHECK(vs_ref.worst_rel_l2 <= 1e-4);
+      CHECK(vs_full.worst_rel_l2 > 1e-3);  // the override really took effect
+    };
+    check(HybridModel<Generic>::load(gguf::File::open(file), options), "hybrid(reference experts)");
+    check(GpuModel<>::load(gguf::File::open(file), options), "all-GPU");
+  }
+}
+
+TEST_CASE("a trace records every block of every micro-batch on the GPU and CPU tracks") {
+  const auto file = repo_models / "dsv3-tiny/Q4_K_M.gguf";
+  const auto tokens = test::read_meta_tokens(file.parent_path() / "meta.json");
+  gpu::GpuOptions options;
+  options.min_micro_batch = 16;  // 64 tokens → 2 micro-batches of 32
+  const auto model = HybridModel<Generic>::load(gguf::File::open(file), options);
+  REQUIRE(model.micro_batches(64) == 2);
+  const auto& h = model.hparams();
+  cpu::ThreadPool pool(2);
+  pipeline::Trace trace;
+  model.set_trace(&trace);
+  auto cache = model.make_cache(65);
+  (void)model.forward(pool, tokens, cache, Logits::Last);
+  model.set_trace(nullptr);
+  const auto path = fs::temp_directory_path() / "hmoe-trace-test.json";
+  trace.write(path.string());
+  std::ifstream in(path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto count = [&](const std::string& what) {
+    std::size_t c = 0;
+    for (auto p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++c;
+    return static_cast<std::int64_t>(c);
+  };
+  const auto moe_layers = h.layers - h.dense_layers;
+  MESSAGE("trace: " << trace.size() << " spans, " << text.size() << " bytes");
+  CHECK(count("\"name\":\"routed experts L") == 2 * moe_layers);  // per MoE layer and micro-batch
+  CHECK(count("\"name\":\"attention L") == 2 * moe_layers);
+  CHECK(count("\"name\":\"block L") == 2 * h.dense_layers);
+  CHECK(count("\"ph\":\"X\"") == static_cast<std::int64_t>(trace.size()));
+  CHECK(text.find("nan") == std::string::npos);
+  fs::remove(path);
 }
 
 TEST_CASE("a bf16 paged cache is refused for a model whose MLA shape the tile kernels do not take") {

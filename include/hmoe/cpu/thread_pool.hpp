@@ -5,7 +5,7 @@
 /// result independent of timing, so runs are bit-reproducible for a given thread count. Kernels that want
 /// dynamic balance run one slice per thread and take tasks from a shared counter inside it.
 ///
-/// `Wait::Spin`: between jobs a worker polls for a short while (`spin_for`) before it sleeps on the condition
+/// `Wait::Spin`: between jobs a worker polls for a short while (`spin_for`, 200 µs unless told) before it sleeps on the condition
 /// variable, and so does the caller waiting for the last slice. A MoE layer is five `parallel_for`s a few hundred
 /// microseconds apart in decode, and waking sleeping threads through the kernel costs tens of microseconds each.
 /// On a machine whose cores are busy with other work, polling steals their time, so `Wait::Block` (always
@@ -38,8 +38,12 @@ enum class Wait { Block, Spin };
 
 class ThreadPool {
  public:
-  /// `threads` counts the calling thread too; 0 means one per hardware thread.
-  explicit ThreadPool(unsigned threads = 0, Pin pin = Pin::None, Wait wait = Wait::Block) {
+  /// `threads` counts the calling thread too; 0 means one per hardware thread. With Wait::Spin a thread polls
+  /// for `spin_for` before it sleeps: long enough to cover the GPU's part of a layer in a hybrid decode step
+  /// (a few hundred microseconds) keeps the workers awake from one MoE layer to the next.
+  explicit ThreadPool(unsigned threads = 0, Pin pin = Pin::None, Wait wait = Wait::Block,
+                      std::chrono::microseconds spin_for = std::chrono::microseconds(200))
+      : spin_for_(spin_for) {
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
     spin_ = wait == Wait::Spin && threads <= std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 1; i < threads; ++i) workers_.emplace_back([this, i] { work(i); });
@@ -86,10 +90,7 @@ class ThreadPool {
   }
 
  private:
-  /// How long a thread polls before it blocks.
-  static constexpr auto spin_for = std::chrono::microseconds(200);
-
-  /// Polls `ready` for up to spin_for, yielding the core between polls so that an oversubscribed machine (more
+  /// Polls `ready` for up to spin_for_, yielding the core between polls so that an oversubscribed machine (more
   /// threads than cores) still runs the threads that have work; a pool larger than the machine never spins.
   template <class Ready>
   bool spin_until(Ready&& ready) const {
@@ -98,7 +99,7 @@ class ThreadPool {
     for (unsigned i = 1;; ++i) {
       if (ready()) return true;
       if (i % 16 == 0) {
-        if (std::chrono::steady_clock::now() - start > spin_for) return ready();
+        if (std::chrono::steady_clock::now() - start > spin_for_) return ready();
         std::this_thread::yield();
       }
 #if defined(__x86_64__)
@@ -156,6 +157,7 @@ class ThreadPool {
 #endif
   }
 
+  std::chrono::microseconds spin_for_;
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable wake_, done_;

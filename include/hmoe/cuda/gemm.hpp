@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "hmoe/cuda/buffer.hpp"
 #include "hmoe/cuda/types.hpp"
@@ -39,7 +40,10 @@ class Gemm {
                    std::int64_t n, std::int64_t k, const Stream& s, float alpha = 1.0f, float beta = 0.0f);
 
  private:
+  struct Plans;  ///< cuBLASLt descriptors and algorithm per shape, found once (the heuristic costs far more
+                 ///< than a small GEMM)
   void* handle_ = nullptr;
+  std::unique_ptr<Plans> plans_;
   Buffer workspace_;
   Buffer f32_out_;  ///< the f32 product behind a bf16 output, grown as needed
 };

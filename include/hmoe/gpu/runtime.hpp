@@ -35,6 +35,11 @@ struct GpuOptions {
   /// Off by default: measured slower on the H100 machine (V2-Lite hybrid tg128 33.5 vs 40.7 tok/s; the host
   /// function hand-off per MoE layer costs more than the launches it saves; benchmarks/results/e2e.md).
   bool cuda_graph = false;
+  /// Micro-batches of a prompt in a `Pipeline<CpuGpuOverlap<N>>` layout: 0 = N, else 1 to 8 (for measuring).
+  int micro_batches = 0;
+  /// Fewest tokens a micro-batch may have: below it a prompt runs in fewer micro-batches (each one makes the CPU
+  /// experts stream their weights once more, which a small micro-batch does not pay back).
+  std::int64_t min_micro_batch = 64;
   /// Changes to the file's hyper-parameters (experts per token).
   ModelOverrides overrides;
 };
@@ -96,6 +101,16 @@ struct HostStaging {
     grow(positions, n * sizeof(std::int32_t) + sizeof(std::int32_t));
     grow(logits, n * static_cast<std::size_t>(vocab) * sizeof(float));
   }
+};
+
+/// What one micro-batch of a pipelined forward pass owns while its coroutine runs: device scratch, pinned
+/// staging, its positions on the device, and the event its routing copy records.
+struct Lane {
+  Scratch scratch;
+  HostStaging host;
+  cuda::Buffer positions;  ///< device, [tokens + 1]: the positions, then the sequence length after them
+  cuda::Event copied;
+  std::int64_t capacity = 0;
 };
 
 /// Everything one forward call gives each GPU layer: the stream and kernel handles, scratch, the CPU thread pool

@@ -61,15 +61,20 @@ class Experts {
 
   /// out (tokens × hidden) += Σ_k weight · expert_k(x) for the routed experts of each token.
   void forward(cpu::ThreadPool& pool, const float* x, const Routing& routing, float* out) const {
+    forward(pool, x, routing.tokens, routing.per_token, routing.expert.data(), routing.weight.data(), out);
+  }
+
+  /// The same over raw routing arrays: expert[t * per_token + j] with weight[t * per_token + j].
+  void forward(cpu::ThreadPool& pool, const float* x, std::int64_t tokens, std::int64_t per_token,
+               const std::int32_t* expert, const float* weight, float* out) const {
     if constexpr (!reference) {
-      fused_->forward(pool, x, routing.tokens, routing.expert.data(), routing.weight.data(), routing.per_token, out);
+      fused_->forward(pool, x, tokens, expert, weight, per_token, out);
       return;
     }
     const auto hidden = hidden_;    // (token, weight) pairs routed to each expert, in token order.
     std::vector<std::vector<std::pair<std::int64_t, float>>> routed(experts_.size());
-    for (std::int64_t i = 0; i < routing.tokens * routing.per_token; ++i)
-      routed[static_cast<std::size_t>(routing.expert[static_cast<std::size_t>(i)])].emplace_back(
-          i / routing.per_token, routing.weight[static_cast<std::size_t>(i)]);
+    for (std::int64_t i = 0; i < tokens * per_token; ++i)
+      routed[static_cast<std::size_t>(expert[i])].emplace_back(i / per_token, weight[i]);
     std::vector<float> xs, ys;
     for (std::size_t e = 0; e < experts_.size(); ++e) {
       const auto& rows = routed[e];

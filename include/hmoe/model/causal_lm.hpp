@@ -39,7 +39,10 @@ class CausalLM {
   using dims = D;
 
   /// Takes the file, checks it against the type (dims, tensor types, shapes) and builds the layers.
-  static CausalLM load(gguf::File file) { return CausalLM(std::move(file)); }
+  /// `overrides` change what the file says at run time (fewer routed experts per token: read_hparams).
+  static CausalLM load(gguf::File file, const ModelOverrides& overrides = {}) {
+    return CausalLM(std::move(file), overrides);
+  }
 
   const DeepSeekHParams& hparams() const { return h_; }
   const gguf::File& file() const { return file_; }
@@ -78,7 +81,8 @@ class CausalLM {
   }
 
  private:
-  explicit CausalLM(gguf::File file) : file_(std::move(file)), h_(read_hparams(file_)) {
+  CausalLM(gguf::File file, const ModelOverrides& overrides)
+      : file_(std::move(file)), h_(read_hparams(file_, overrides)) {
     check_dims<D>(h_, file_.path().string());
     gguf::require_types(file_, quant::dequantizable_types());
     embedding_ = matrix(file_, "token_embd.weight", h_.vocab, h_.hidden);

@@ -5,12 +5,17 @@
 ///
 /// Same interface as the CPU model (load, make_cache, forward), so the examples take either. Not thread-safe:
 /// one forward at a time per model (it owns the stream and the scratch).
+///
+/// A forward pass runs as Boost.Asio coroutines on the calling thread, one per micro-batch ("lane"): each
+/// queues its GPU work on the one stream, `co_await`s the routing's copy to the host, runs its routed experts on
+/// the CPU pool, and queues the rest. `PipelineP` (policy/pipeline.hpp) says how much of that overlaps.
 #pragma once
 
 #include <algorithm>
 #include <concepts>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <span>
@@ -28,6 +33,14 @@
 #include "hmoe/model/causal_lm.hpp"
 #include "hmoe/model/gpu_decoder_layer.hpp"
 #include "hmoe/model/memory_report.hpp"
+#include "hmoe/pipeline/gpu_wait.hpp"
+#include "hmoe/pipeline/run_lanes.hpp"
+#include "hmoe/pipeline/trace.hpp"
+#include "hmoe/pipeline/turns.hpp"
+#include "hmoe/policy/pipeline.hpp"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 namespace hmoe {
 
@@ -65,9 +78,22 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
     return Cache(h_.layers, context, h_.kv_lora_rank, h_.qk_rope, h_.heads, opts_.kv);
   }
 
+  /// Records every following forward pass into `trace` (null: stop). The trace must outlive the passes.
+  void set_trace(pipeline::Trace* trace) const { trace_ = trace; }
+
+  /// Micro-batches a prompt of `tokens` tokens runs in: the policy's count (or GpuOptions::micro_batches), fewer
+  /// when a micro-batch would fall under GpuOptions::min_micro_batch tokens, one for layouts without CPU work.
+  int micro_batches(std::int64_t tokens) const {
+    if constexpr (MoeBlock::routed_on_gpu || !mode::overlap) return 1;
+    else {
+      const std::int64_t want = opts_.micro_batches > 0 ? opts_.micro_batches : mode::micro_batches;
+      return static_cast<int>(std::clamp<std::int64_t>(tokens / opts_.min_micro_batch, 1, want));
+    }
+  }
+
   std::vector<float> forward(cpu::ThreadPool& pool, std::span<const std::int32_t> tokens, Cache& cache,
                              Logits which = Logits::All) const {
-    const auto total = static_cast<std::int64_t>(tokens.size()), hidden = h_.hidden, vocab = h_.vocab;
+    const auto total = static_cast<std::int64_t>(tokens.size()), vocab = h_.vocab;
     if (total == 0) throw std::invalid_argument("forward needs at least one token");
     cache.reserve(total);
     for (std::int64_t t = 0; t < total; ++t) {
@@ -77,58 +103,30 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
                                 " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
     }
     device_.make_current();
-    host_.pool = &pool;
+    for (auto& lane : lanes_) lane.host.pool = &pool;
+    if (trace_) {
+      stream_.synchronize();
+      trace_->begin_pass(stream_);
+    }
     const bool graph = opts_.cuda_graph && !MoeBlock::routed_on_gpu && total == 1 && which == Logits::Last;
     std::vector<float> logits(static_cast<std::size_t>((which == Logits::All ? total : 1) * vocab));
     for (std::int64_t c0 = 0; c0 < total; c0 += opts_.max_batch_tokens) {
       const auto n = std::min(opts_.max_batch_tokens, total - c0);
-      const bool want_logits = which == Logits::All || c0 + n == total;
-      const std::int64_t first = which == Logits::Last ? n - 1 : 0;
-      // Embedding rows and positions, staged in pinned memory (a captured graph copies from here too).
-      auto* hx = host_.x.as<float>();
-      auto* hpos = host_.positions.as<std::int32_t>();
-      const auto pos0 = cache.size();
-      for (std::int64_t t = 0; t < n; ++t) {
-        embedding_.dequantize_row(tokens[static_cast<std::size_t>(c0 + t)], hx + t * hidden);
-        hpos[t] = static_cast<std::int32_t>(pos0 + t);
-      }
-      hpos[n] = static_cast<std::int32_t>(pos0 + n);
-
-      gpu::GpuStep step{.stream = stream_, .matmul_ws = matmul_ws_, .head_gemm = head_gemm_,
-                        .precision = opts_.precision, .scratch = scratch_, .host = host_, .pool = pool,
-                        .tokens = n, .pos0 = pos0, .positions = positions_.as<const std::int32_t>(),
-                        .seq_len = positions_.as<const std::int32_t>() + n, .copied = copied_};
-      if (graph) {
-        if (graph_.empty() || graph_cache_ != cache.id()) {
-          step.graph = true;
-          cuda::Graph::begin_capture(stream_);
-          try {
-            enqueue(step, cache, want_logits, first);
-          } catch (...) {
-            try { (void)cuda::Graph::end_capture(stream_); } catch (...) {}
-            throw;
-          }
-          graph_ = cuda::Graph::end_capture(stream_);
-          graph_cache_ = cache.id();
-        }
-        graph_.launch(stream_);
-      } else {
-        enqueue(step, cache, want_logits, first);
-      }
+      const bool last_chunk = c0 + n == total;
+      const std::int64_t first = !(which == Logits::All || last_chunk) ? n : which == Logits::Last ? n - 1 : 0;
+      const auto chunk = tokens.subspan(static_cast<std::size_t>(c0), static_cast<std::size_t>(n));
+      float* dst = logits.data() + (which == Logits::All ? c0 * vocab : 0);
+      if (graph) run_graph(pool, chunk, cache, dst);
+      else run_chunk(pool, chunk, cache, first, dst);
       cache.commit(n);
-      if (want_logits) {
-        stream_.synchronize();
-        std::memcpy(logits.data() + (which == Logits::All ? c0 * vocab : 0), host_.logits.data(),
-                    static_cast<std::size_t>((n - first) * vocab) * sizeof(float));
-      }
     }
-    stream_.synchronize();
+    if (trace_) trace_->end_pass();
     return logits;
   }
 
  private:
   CausalLM(gguf::File file, const gpu::GpuOptions& o, Progress progress)
-      : file_(std::move(file)), h_(read_hparams(file_)), opts_(o), device_(activate(o.device)) {
+      : file_(std::move(file)), h_(read_hparams(file_, o.overrides)), opts_(o), device_(activate(o.device)) {
     check_dims<D>(h_, file_.path().string());
     gguf::require_types(file_, quant::dequantizable_types());
     if (opts_.max_batch_tokens < 1) throw std::invalid_argument("max_batch_tokens must be ≥ 1");
@@ -159,13 +157,23 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
       if (progress) progress("uploaded block " + std::to_string(l + 1) + " of " + std::to_string(h_.layers));
     }
 
-    const auto n = opts_.max_batch_tokens;
+    if (opts_.min_micro_batch < 1)
+      throw std::invalid_argument("min_micro_batch must be ≥ 1, got " + std::to_string(opts_.min_micro_batch));
+    if (opts_.micro_batches < 0 || opts_.micro_batches > 8)
+      throw std::invalid_argument("micro_batches must be 0 (the pipeline policy's) to 8, got " +
+                                  std::to_string(opts_.micro_batches));
     const auto per_token = std::max(DenseBlock::scratch_per_token(h_), MoeBlock::scratch_per_token(h_));
     const auto head = h_.hidden + h_.vocab;
-    scratch_.reserve(static_cast<std::size_t>(n * std::max(per_token, head)) * sizeof(float) + (std::size_t{1} << 20));
-    x_ = cuda::Buffer(static_cast<std::size_t>(n * h_.hidden) * sizeof(float));
-    positions_ = cuda::Buffer(static_cast<std::size_t>(n + 1) * sizeof(std::int32_t));
-    host_.reserve(n, h_.hidden, h_.experts_used, h_.vocab);
+    const int lanes = std::max<int>(mode::micro_batches, opts_.micro_batches);
+    for (int b = 0; b < lanes; ++b) {
+      auto& lane = lanes_.emplace_back();
+      lane.capacity = b == 0 ? opts_.max_batch_tokens : (opts_.max_batch_tokens + 1) / 2;
+      lane.scratch.reserve(static_cast<std::size_t>(lane.capacity * std::max(per_token, head)) * sizeof(float) +
+                           (std::size_t{1} << 20));
+      lane.host.reserve(lane.capacity, h_.hidden, h_.experts_used, h_.vocab);
+      lane.positions = cuda::Buffer(static_cast<std::size_t>(lane.capacity + 1) * sizeof(std::int32_t));
+    }
+    x_ = cuda::Buffer(static_cast<std::size_t>(opts_.max_batch_tokens * h_.hidden) * sizeof(float));
   }
 
   /// The device, made current before any member that allocates on it is built.
@@ -182,25 +190,177 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
   WeightMatrix embedding_;
   cuda::Buffer output_norm_;
   cuda::DeviceMatrix output_;
-  /// Queues one chunk: inputs from the staging, every block, and (when asked) the head for rows first .. on,
-  /// with the logits copied to the staging.
-  void enqueue(gpu::GpuStep& step, Cache& cache, bool logits, std::int64_t first) const {
-    const auto n = step.tokens, hidden = h_.hidden, vocab = h_.vocab;
-    cuda::copy_async(x_.data(), host_.x.data(), static_cast<std::size_t>(n * hidden) * sizeof(float), stream_);
-    cuda::copy_async(positions_.data(), host_.positions.data(), static_cast<std::size_t>(n + 1) * sizeof(std::int32_t),
-                     stream_);
-    float* x = x_.as<float>();
-    for (const auto& l : dense_) l.forward(step, x, cache);
-    for (const auto& l : moe_) l.forward(step, x, cache);
-    if (!logits) return;
-    const auto rows = n - first;
-    gpu::Scratch::Frame frame(scratch_);
-    float* normed = frame.take<float>(rows * hidden);
-    float* out = frame.take<float>(rows * vocab);
-    cuda::rms_norm_residual<float>(x + first * hidden, nullptr, output_norm_.as<float>(), normed, rows, hidden,
+  using mode = typename PipelineP::mode;
+
+  using Lane = gpu::Lane;
+
+  /// Rows [begin, end) of the chunk, at cache positions pos0 + begin ..: embedding rows and positions into the
+  /// lane's pinned staging.
+  void stage_inputs(Lane& lane, std::span<const std::int32_t> chunk, std::int64_t begin, std::int64_t end,
+                    std::int64_t pos0) const {
+    auto* hx = lane.host.x.as<float>();
+    auto* hpos = lane.host.positions.as<std::int32_t>();
+    for (std::int64_t t = begin; t < end; ++t) {
+      embedding_.dequantize_row(chunk[static_cast<std::size_t>(t)], hx + (t - begin) * h_.hidden);
+      hpos[t - begin] = static_cast<std::int32_t>(pos0 + t);
+    }
+    hpos[end - begin] = static_cast<std::int32_t>(pos0 + end);
+  }
+
+  gpu::GpuStep step_for(cpu::ThreadPool& pool, Lane& lane, std::int64_t tokens, std::int64_t pos0) const {
+    return gpu::GpuStep{.stream = stream_, .matmul_ws = matmul_ws_, .head_gemm = head_gemm_,
+                        .precision = opts_.precision, .scratch = lane.scratch, .host = lane.host, .pool = pool,
+                        .tokens = tokens, .pos0 = pos0, .positions = lane.positions.as<const std::int32_t>(),
+                        .seq_len = lane.positions.as<const std::int32_t>() + tokens, .copied = lane.copied};
+  }
+
+  /// One chunk (≤ max_batch_tokens) through the pipeline: a coroutine per micro-batch, all on this thread. The
+  /// logits of chunk rows `first` .. go to dst.
+  void run_chunk(cpu::ThreadPool& pool, std::span<const std::int32_t> chunk, Cache& cache, std::int64_t first,
+                 float* dst) const {
+    const auto n = static_cast<std::int64_t>(chunk.size());
+    const int lanes = micro_batches(n);
+    const auto per_lane = (n + lanes - 1) / lanes;
+    std::vector<gpu::GpuStep> steps;
+    steps.reserve(static_cast<std::size_t>(lanes));
+    for (int b = 0; b < lanes; ++b) {
+      const auto begin = b * per_lane, end = std::min(n, begin + per_lane);
+      auto& lane = lanes_[static_cast<std::size_t>(b)];
+      stage_inputs(lane, chunk, begin, end, cache.size());
+      steps.push_back(step_for(pool, lane, end - begin, cache.size() + begin));
+    }
+
+    std::int64_t turns_taken = 0;
+    try {
+      turns_taken = pipeline::run_lanes(lanes, [&](int b, pipeline::Turns& turns) {
+        return run_lane(steps[static_cast<std::size_t>(b)], cache, turns, b, lanes, b * per_lane, first);
+      });
+    } catch (...) {
+      try { stream_.synchronize(); } catch (...) {}  // nothing may still write the scratch when we unwind
+      throw;
+    }
+    if (turns_taken != static_cast<std::int64_t>(h_.layers) * lanes)
+      throw std::logic_error("hmoe: the pipeline stopped before every block ran");
+    stream_.synchronize();
+    for (int b = 0; b < lanes; ++b) {  // each lane's logits rows, in order
+      const auto begin = std::max(first, b * per_lane), end = std::min(n, (b + 1) * per_lane);
+      if (end > begin)
+        std::memcpy(dst + (begin - first) * h_.vocab, lanes_[static_cast<std::size_t>(b)].host.logits.data(),
+                    static_cast<std::size_t>((end - begin) * h_.vocab) * sizeof(float));
+    }
+  }
+
+  /// Micro-batch `b` of a chunk (chunk rows row0 ..): every block in turn, then the head for the rows from `first`.
+  boost::asio::awaitable<void> run_lane(gpu::GpuStep& s, Cache& cache, pipeline::Turns& turns, int b, int lanes,
+                                        std::int64_t row0, std::int64_t first) const {
+    using boost::asio::use_awaitable;
+    auto& lane = lanes_[static_cast<std::size_t>(b)];
+    const auto n = s.tokens, hidden = h_.hidden;
+    float* x = x_.as<float>() + row0 * hidden;
+    auto* tr = trace_;
+    auto mark = [&] { return tr ? tr->mark(stream_) : std::size_t{0}; };
+    auto name = [](const char* what, int l) { return std::string(what) + " L" + std::to_string(l); };
+
+    for (int l = 0; l < h_.layers; ++l) {
+      const double wait0 = tr ? pipeline::Trace::now_us() : 0.0;
+      co_await turns.wait(static_cast<std::int64_t>(l) * lanes + b, use_awaitable);
+      if (tr && pipeline::Trace::now_us() - wait0 > 2.0)
+        tr->host_span(pipeline::Track::Host, name("wait for turn", l), wait0, pipeline::Trace::now_us(), l, b);
+      if (l == 0) {
+        cuda::copy_async(x, lane.host.x.data(), static_cast<std::size_t>(n * hidden) * sizeof(float), stream_);
+        cuda::copy_async(lane.positions.data(), lane.host.positions.data(), static_cast<std::size_t>(n + 1) * sizeof(std::int32_t),
+                         stream_);
+      }
+      gpu::Scratch::Frame frame(lane.scratch);
+      float* normed = frame.take<float>(n * hidden);
+      float* delta = frame.take<float>(n * hidden);
+      const auto m0 = mark();
+      auto block_ffn_on_gpu = [&](const auto& block) {
+        block.attend(s, x, cache, normed);
+        block.ffn().forward(s, normed, delta);
+        cuda::add_inplace(x, delta, n * hidden, stream_);
+        if (tr) tr->gpu_span(name("block", l), m0, mark(), l, b);
+        turns.advance();
+      };
+      if (l < h_.dense_layers) {
+        block_ffn_on_gpu(dense_[static_cast<std::size_t>(l)]);
+        continue;
+      }
+      const auto& block = moe_[static_cast<std::size_t>(l - h_.dense_layers)];
+      if constexpr (MoeBlock::routed_on_gpu) {
+        block_ffn_on_gpu(block);
+      } else {
+        const auto& moe = block.ffn();
+        const auto handoff = moe.handoff(frame, n);
+        block.attend(s, x, cache, normed);
+        const auto m1 = mark();
+        moe.begin(s, normed, handoff, mode::overlap);
+        const auto m2 = mark();
+        turns.advance();
+        if (tr) {
+          tr->gpu_span(name("attention", l), m0, m1, l, b);
+          tr->gpu_span(name(mode::overlap ? "router, copy out, shared experts" : "router, copy out", l), m1, m2, l, b);
+        }
+        const double t0 = tr ? pipeline::Trace::now_us() : 0.0;
+        co_await pipeline::async_ready(lane.copied, use_awaitable);
+        const double t1 = tr ? pipeline::Trace::now_us() : 0.0;
+        moe.run_cpu_experts(s.pool, lane.host, n);
+        if (tr) {
+          const double t2 = pipeline::Trace::now_us();
+          tr->host_span(pipeline::Track::Host, name("wait for GPU", l), t0, t1, l, b);
+          tr->host_span(pipeline::Track::CpuExperts, name("routed experts", l), t1, t2, l, b);
+        }
+        const auto m3 = mark();
+        moe.finish(s, normed, handoff, mode::overlap, delta);
+        cuda::add_inplace(x, delta, n * hidden, stream_);
+        if (tr) tr->gpu_span(name(mode::overlap ? "copy in, add" : "copy in, shared experts, add", l), m3, mark(), l, b);
+      }
+    }
+    const auto begin = std::max(first, row0), end = row0 + n;
+    if (end > begin) {
+      const auto m0 = mark();
+      enqueue_head(s, lane, x + (begin - row0) * hidden, end - begin);
+      if (tr) tr->gpu_span("output head", m0, mark(), h_.layers, b);
+    }
+  }
+
+  /// The final norm and the output head on `rows` rows of the residual at x; logits to the lane's staging.
+  void enqueue_head(gpu::GpuStep& s, Lane& lane, const float* x, std::int64_t rows) const {
+    gpu::Scratch::Frame frame(lane.scratch);
+    float* normed = frame.take<float>(rows * h_.hidden);
+    float* out = frame.take<float>(rows * h_.vocab);
+    cuda::rms_norm_residual<float>(const_cast<float*>(x), nullptr, output_norm_.as<float>(), normed, rows, h_.hidden,
                                    static_cast<float>(h_.rms_eps), stream_);
-    step.matmul(output_, normed, out, rows);
-    cuda::copy_async(host_.logits.data(), out, static_cast<std::size_t>(rows * vocab) * sizeof(float), stream_);
+    s.matmul(output_, normed, out, rows);
+    cuda::copy_async(lane.host.logits.data(), out, static_cast<std::size_t>(rows * h_.vocab) * sizeof(float), stream_);
+  }
+
+  /// One decode step as a captured CUDA graph (captured on first use per cache, replayed after), the CPU experts
+  /// inside it as host functions.
+  void run_graph(cpu::ThreadPool& pool, std::span<const std::int32_t> chunk, Cache& cache, float* dst) const {
+    auto& lane = lanes_[0];
+    stage_inputs(lane, chunk, 0, 1, cache.size());
+    auto s = step_for(pool, lane, 1, cache.size());
+    if (graph_.empty() || graph_cache_ != cache.id()) {
+      s.graph = true;
+      cuda::Graph::begin_capture(stream_);
+      try {
+        float* x = x_.as<float>();
+        cuda::copy_async(x, lane.host.x.data(), static_cast<std::size_t>(h_.hidden) * sizeof(float), stream_);
+        cuda::copy_async(lane.positions.data(), lane.host.positions.data(), 2 * sizeof(std::int32_t), stream_);
+        for (const auto& l : dense_) l.forward(s, x, cache);
+        for (const auto& l : moe_) l.forward(s, x, cache);
+        enqueue_head(s, lane, x, 1);
+      } catch (...) {
+        try { (void)cuda::Graph::end_capture(stream_); } catch (...) {}
+        throw;
+      }
+      graph_ = cuda::Graph::end_capture(stream_);
+      graph_cache_ = cache.id();
+    }
+    graph_.launch(stream_);
+    stream_.synchronize();
+    std::memcpy(dst, lane.host.logits.data(), static_cast<std::size_t>(h_.vocab) * sizeof(float));
   }
 
   std::vector<DenseBlock> dense_;
@@ -210,10 +370,9 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
   mutable cuda::Stream stream_;
   mutable cuda::MatmulWorkspace matmul_ws_;
   mutable cuda::HeadGemm head_gemm_;
-  mutable cuda::Event copied_;
-  mutable gpu::Scratch scratch_;
-  mutable gpu::HostStaging host_;
-  mutable cuda::Buffer x_, positions_;
+  mutable std::vector<Lane> lanes_;   ///< lane 0 holds a whole chunk; the others half of one
+  mutable cuda::Buffer x_;             ///< the residual stream of a chunk
+  mutable pipeline::Trace* trace_ = nullptr;
   mutable cuda::Graph graph_;          ///< the captured decode step, bound to one cache
   mutable std::uint64_t graph_cache_ = 0;
 };

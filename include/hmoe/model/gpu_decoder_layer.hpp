@@ -46,17 +46,29 @@ class DecoderLayer<Attn, Ffn> {
 
   /// Updates the residual stream x (tokens × hidden, device) in place.
   void forward(gpu::GpuStep& s, float* x, gpu::GpuKvCache& cache) const {
+    gpu::Scratch::Frame frame(s.scratch);
+    float* normed = frame.take<float>(s.tokens * h_.hidden);
+    attend(s, x, cache, normed);
+    float* delta = frame.take<float>(s.tokens * h_.hidden);
+    ffn_.forward(s, normed, delta);
+    cuda::add_inplace(x, delta, s.tokens * h_.hidden, s.stream);
+  }
+
+  // The block in stages, for a pipeline that interleaves them with other micro-batches' work.
+
+  /// x += attention(attn_norm(x)); normed = ffn_norm(x). Writes this layer's cache rows.
+  void attend(gpu::GpuStep& s, float* x, gpu::GpuKvCache& cache, float* normed) const {
     const auto n = s.tokens, hidden = h_.hidden;
     const auto eps = static_cast<float>(h_.rms_eps);
     gpu::Scratch::Frame frame(s.scratch);
-    float* normed = frame.take<float>(n * hidden);
     float* delta = frame.take<float>(n * hidden);
     cuda::rms_norm_residual<float>(x, nullptr, attn_norm_.as<float>(), normed, n, hidden, eps, s.stream);
     attn_.forward(s, normed, cache, delta);
     cuda::rms_norm_residual<float>(x, delta, ffn_norm_.as<float>(), normed, n, hidden, eps, s.stream);
-    ffn_.forward(s, normed, delta);
-    cuda::add_inplace(x, delta, n * hidden, s.stream);
   }
+
+  const Ffn& ffn() const { return ffn_; }
+  const DeepSeekHParams& hparams() const { return h_; }
 
  private:
   DeepSeekHParams h_;

@@ -41,6 +41,9 @@ struct DeepSeekHParams {
   std::int64_t heads = 0, q_lora_rank = 0, kv_lora_rank = 0, qk_nope = 0, qk_rope = 0, v_head = 0;
   std::int64_t dense_ffn = 0, expert_ffn = 0, experts = 0, experts_used = 0, shared_experts = 0;
   std::int64_t expert_groups = 1, expert_groups_used = 1;
+  /// The file's `expert_used_count`: what the model was trained with. `experts_used` is this unless
+  /// ModelOverrides::experts_per_token lowered it; everything that runs the model reads `experts_used`.
+  std::int64_t trained_experts_used = 0;
   Gating gating = Gating::Softmax;
   bool weights_norm = false;
   float weights_scale = 1.0f;
@@ -59,7 +62,10 @@ struct DeepSeekHParams {
 /// What a user may change about a file's model at load (the examples' flags set these).
 struct ModelOverrides {
   /// Routed experts per token; 0 = as the model was trained (`expert_used_count`). Fewer is KTransformers'
-  /// "selective experts" mode: faster decode for some logit drift.
+  /// "selective experts" mode: faster decode for some logit drift (docs/selective-experts.md). The router then
+  /// does exactly what HF transformers does with `num_experts_per_tok = K`: the same scores and the same
+  /// group-limited candidates, the K best of them, weights normalized over those K (where the file says so)
+  /// and scaled.
   std::int64_t experts_per_token = 0;
 };
 
@@ -117,6 +123,7 @@ inline DeepSeekHParams read_hparams(const gguf::File& f) {
   h.expert_ffn = required<std::int64_t>(f, "expert_feed_forward_length");
   h.experts = required<std::int64_t>(f, "expert_count");
   h.experts_used = required<std::int64_t>(f, "expert_used_count");
+  h.trained_experts_used = h.experts_used;
   h.shared_experts = required<std::int64_t>(f, "expert_shared_count");
   h.expert_groups = optional_or<std::int64_t>(f, "expert_group_count", 1);
   h.expert_groups_used = optional_or<std::int64_t>(f, "expert_group_used_count", h.expert_groups);
@@ -242,7 +249,47 @@ inline DeepSeekHParams read_hparams(const gguf::File& f) {
   return h;
 }
 
-/// Compares a static dims type with the file; names the first mismatch.
+/// Applies `o` to hyper-parameters read from `file` (the name errors carry); throws ModelError naming the file,
+/// the flag value and the limit when an override cannot apply.
+///
+/// experts_per_token K: 0 keeps the trained count. Otherwise 1 <= K <= expert_used_count. More experts than the
+/// model was trained with are refused: that is not a speed/quality trade-off but a model nobody trained (the extra
+/// experts add contributions the following layers never saw, or dilute the normalized weights of the best ones),
+/// and slower. K must also fit in the experts that group-limited routing keeps (expert_group_used_count x experts
+/// per group); read_hparams already guarantees that for the trained count, so this check only fires for
+/// hyper-parameters built by hand.
+inline DeepSeekHParams apply_overrides(DeepSeekHParams h, const ModelOverrides& o, const std::string& file) {
+  const auto k = o.experts_per_token;
+  if (k == 0) return h;
+  const auto trained = h.trained_experts_used > 0 ? h.trained_experts_used : h.experts_used;
+  const auto flag = "--experts-per-token " + std::to_string(k);
+  if (k < 0)
+    throw ModelError(file + ": " + flag + " is negative: give 1 to " + std::to_string(trained) +
+                     " (expert_used_count), or 0 for as trained");
+  if (k > trained)
+    throw ModelError(file + ": " + flag + " is more than the " + std::to_string(trained) +
+                     " routed experts per token the model was trained with (expert_used_count); only fewer are "
+                     "allowed: the layers after each MoE block only ever saw mixtures of " + std::to_string(trained) +
+                     ", so more is an untested model (and slower), not a speed/quality trade-off");
+  if (h.expert_groups > 0 && h.experts % h.expert_groups == 0) {
+    if (const auto kept = h.expert_groups_used * (h.experts / h.expert_groups); k > kept)
+      throw ModelError(file + ": " + flag + " is more than the " + std::to_string(kept) +
+                       " experts that group-limited routing keeps (expert_group_used_count " +
+                       std::to_string(h.expert_groups_used) + " x " + std::to_string(h.experts / h.expert_groups) +
+                       " experts per group)");
+  }
+  h.trained_experts_used = trained;
+  h.experts_used = k;
+  return h;
+}
+
+/// read_hparams(f) with the user's overrides applied (see apply_overrides).
+inline DeepSeekHParams read_hparams(const gguf::File& f, const ModelOverrides& o) {
+  return apply_overrides(read_hparams(f), o, f.path().string());
+}
+
+/// Compares a static dims type with the file; names the first mismatch. `experts_used` is compared with the
+/// trained count (`expert_used_count`): a run with fewer experts per token (ModelOverrides) is the same model.
 template <model_dims D>
 void check_dims(const DeepSeekHParams& h, const std::string& file) {
   auto check = [&](std::string_view what, std::int64_t want, std::int64_t got) {
@@ -264,7 +311,7 @@ void check_dims(const DeepSeekHParams& h, const std::string& file) {
   check("dense_ffn", D::dense_ffn, h.dense_ffn);
   check("expert_ffn", D::expert_ffn, h.expert_ffn);
   check("experts", D::experts, h.experts);
-  check("experts_used", D::experts_used, h.experts_used);
+  check("experts_used", D::experts_used, h.trained_experts_used > 0 ? h.trained_experts_used : h.experts_used);
   check("shared_experts", D::shared_experts, h.shared_experts);
 }
 

@@ -49,50 +49,87 @@ class MoeLayer<Router, Routed, Shared> {
     return b;
   }
 
-  /// out (tokens × hidden, device) = routed + shared experts of the normalized x (device).
+  /// Device scratch one MoE step keeps between its stages (taken from the caller's frame).
+  struct Handoff {
+    std::int32_t* ids = nullptr;
+    float* weights = nullptr;
+    float* shared_out = nullptr;  ///< null without shared experts
+  };
+  Handoff handoff(gpu::Scratch::Frame& frame, std::int64_t tokens) const {
+    Handoff h;
+    h.ids = frame.take<std::int32_t>(tokens * per_token_);
+    h.weights = frame.take<float>(tokens * per_token_);
+    if (shared_) h.shared_out = frame.take<float>(tokens * hidden_);
+    return h;
+  }
+
+  /// out (tokens × hidden, device) = routed + shared experts of the normalized x (device). Waits on the host for
+  /// the routing (and, in the hybrid layout, runs the CPU experts on the calling thread).
   void forward(gpu::GpuStep& s, const float* x, float* out) const {
-    const auto n = s.tokens, k = per_token_, hidden = hidden_;
     gpu::Scratch::Frame frame(s.scratch);
-    auto* ids = frame.take<std::int32_t>(n * k);
-    auto* weights = frame.take<float>(n * k);
-    router_.route(s, x, ids, weights);
-    const auto bytes_nk = static_cast<std::size_t>(n * k);
-    cuda::copy_async(s.host.ids.data(), ids, bytes_nk * sizeof(std::int32_t), s.stream);
-    cuda::copy_async(s.host.weights.data(), weights, bytes_nk * sizeof(float), s.stream);
+    const auto h = handoff(frame, s.tokens);
     if constexpr (routed_on_cpu) {
-      cuda::copy_async(s.host.x.data(), x, static_cast<std::size_t>(n * hidden) * sizeof(float), s.stream);
-      if (s.graph) return forward_in_graph(s, x, out, frame);
-    }
-    s.copied.record(s.stream);
-
-    // Queued now, so the GPU runs the shared experts while the host works on the routed ones below.
-    float* shared_out = shared_ ? frame.take<float>(n * hidden) : nullptr;
-    if (shared_) shared_->forward(s, x, shared_out);
-
-    s.copied.synchronize();
-    if constexpr (routed_on_cpu) {
-      cpu_experts(s.pool, s.host, n);
-      cuda::copy_async(out, s.host.out.data(), static_cast<std::size_t>(n * hidden) * sizeof(float), s.stream);
+      if (s.graph) return forward_in_graph(s, x, out, h);
+      begin(s, x, h, true);
+      s.copied.synchronize();
+      run_cpu_experts(s.pool, s.host, s.tokens);
+      finish(s, x, h, true, out);
     } else {
+      route_to_host(s, x, h);
+      if (shared_) shared_->forward(s, x, h.shared_out);
+      s.copied.synchronize();
+      const auto n = s.tokens, k = per_token_;
       const auto* hid = s.host.ids.as<const std::int32_t>();
       const auto* hw = s.host.weights.as<const float>();
       const Routing routing{n, k, std::vector<std::int32_t>(hid, hid + n * k), std::vector<float>(hw, hw + n * k)};
-      cuda::fill_zero(out, n * hidden, s.stream);
+      cuda::fill_zero(out, n * hidden_, s.stream);
       routed_.forward(s, x, routing, out);
+      if (shared_) cuda::add_inplace(out, h.shared_out, n * hidden_, s.stream);
     }
-    if (shared_) cuda::add_inplace(out, shared_out, n * hidden, s.stream);
+  }
+
+  // The hybrid layout's three stages, for a pipeline that interleaves them with other work.
+
+  /// Stage 1, GPU: the router, then the normalized x and the routing copied to the host staging (s.copied marks
+  /// them done). With `shared_now` the shared experts are queued right after, to run while the CPU works.
+  void begin(gpu::GpuStep& s, const float* x, const Handoff& h, bool shared_now) const
+    requires routed_on_cpu
+  {
+    cuda::copy_async(s.host.x.data(), x, static_cast<std::size_t>(s.tokens * hidden_) * sizeof(float), s.stream);
+    route_to_host(s, x, h);
+    if (shared_ && shared_now) shared_->forward(s, x, h.shared_out);
+  }
+
+  /// Stage 2, CPU: the routed experts over what the staging holds (once s.copied is done); writes host.out.
+  void run_cpu_experts(cpu::ThreadPool& pool, gpu::HostStaging& host, std::int64_t n) const
+    requires routed_on_cpu
+  {
+    float* host_out = host.out.as<float>();
+    std::fill_n(host_out, n * hidden_, 0.0f);
+    routed_.forward(pool, host.x.as<const float>(), n, per_token_, host.ids.as<const std::int32_t>(),
+                    host.weights.as<const float>(), host_out);
+  }
+
+  /// Stage 3, GPU: the CPU experts' output back into out, plus the shared experts (queued here unless begin
+  /// queued them: `shared_ran`).
+  void finish(gpu::GpuStep& s, const float* x, const Handoff& h, bool shared_ran, float* out) const
+    requires routed_on_cpu
+  {
+    const auto n = s.tokens;
+    cuda::copy_async(out, s.host.out.data(), static_cast<std::size_t>(n * hidden_) * sizeof(float), s.stream);
+    if (!shared_) return;
+    if (!shared_ran) shared_->forward(s, x, h.shared_out);
+    cuda::add_inplace(out, h.shared_out, n * hidden_, s.stream);
   }
 
  private:
-  /// The routed experts on the CPU over what the staging buffers hold: routing and x in, host.out written.
-  void cpu_experts(cpu::ThreadPool& pool, gpu::HostStaging& host, std::int64_t n) const {
-    const auto k = per_token_;
-    const auto* hid = host.ids.as<const std::int32_t>();
-    const auto* hw = host.weights.as<const float>();
-    const Routing routing{n, k, std::vector<std::int32_t>(hid, hid + n * k), std::vector<float>(hw, hw + n * k)};
-    float* host_out = host.out.as<float>();
-    std::fill_n(host_out, n * hidden_, 0.0f);
-    routed_.forward(pool, host.x.as<const float>(), routing, host_out);
+  /// The router, with its ids and weights copied to the host staging; records s.copied after them.
+  void route_to_host(gpu::GpuStep& s, const float* x, const Handoff& h) const {
+    router_.route(s, x, h.ids, h.weights);
+    const auto nk = static_cast<std::size_t>(s.tokens * per_token_);
+    cuda::copy_async(s.host.ids.data(), h.ids, nk * sizeof(std::int32_t), s.stream);
+    cuda::copy_async(s.host.weights.data(), h.weights, nk * sizeof(float), s.stream);
+    s.copied.record(s.stream);
   }
 
   /// What the captured host function needs; lives in the layer, so as long as the graph does.
@@ -104,19 +141,16 @@ class MoeLayer<Router, Routed, Shared> {
   };
   static void run_host_call(void* p) {
     const auto& c = *static_cast<const HostCall*>(p);
-    c.layer->cpu_experts(*c.host->pool, *c.host, c.tokens);
+    c.layer->run_cpu_experts(*c.host->pool, *c.host, c.tokens);
   }
 
-  /// Graph capture: the shared experts, then the CPU experts as a host function on the stream (the graph runs
-  /// them when the copies before it are done), then their output back.
-  void forward_in_graph(gpu::GpuStep& s, const float* x, float* out, gpu::Scratch::Frame& frame) const {
-    const auto n = s.tokens, hidden = hidden_;
-    float* shared_out = shared_ ? frame.take<float>(n * hidden) : nullptr;
-    if (shared_) shared_->forward(s, x, shared_out);
-    call_ = {this, &s.host, n};
+  /// Graph capture: stage 1, the CPU experts as a host function on the stream (the graph runs them when the
+  /// copies before it are done), stage 3.
+  void forward_in_graph(gpu::GpuStep& s, const float* x, float* out, const Handoff& h) const {
+    begin(s, x, h, true);
+    call_ = {this, &s.host, s.tokens};
     cuda::launch_host_function(s.stream, &MoeLayer::run_host_call, &call_);
-    cuda::copy_async(out, s.host.out.data(), static_cast<std::size_t>(n * hidden) * sizeof(float), s.stream);
-    if (shared_) cuda::add_inplace(out, shared_out, n * hidden, s.stream);
+    finish(s, x, h, true, out);
   }
 
   mutable HostCall call_;
