@@ -172,7 +172,7 @@ TEST_CASE("fewer routed experts per token: the GPU layouts equal the CPU referen
     const auto full = ReferenceModel<>::load(gguf::File::open(file)).forward(pool, tokens, full_cache);
     gpu::GpuOptions options;
     options.overrides = fewer;
-    auto check = [&](const auto& model, const char* layout) {
+    auto check = [&](const auto& model, const std::string& layout) {
       CHECK(model.hparams().experts_used == trained - 1);
       auto cache = model.make_cache(static_cast<std::int64_t>(tokens.size()));
       const auto got = model.forward(pool, tokens, cache);
@@ -195,6 +195,7 @@ TEST_CASE("a trace records every block of every micro-batch on the GPU and CPU t
   const auto tokens = test::read_meta_tokens(file.parent_path() / "meta.json");
   gpu::GpuOptions options;
   options.min_micro_batch = 16;  // 64 tokens → 2 micro-batches of 32
+  options.micro_batches = 2;     // the default pipeline runs prompts as one
   const auto model = HybridModel<Generic>::load(gguf::File::open(file), options);
   REQUIRE(model.micro_batches(64) == 2);
   const auto& h = model.hparams();
