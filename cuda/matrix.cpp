@@ -35,6 +35,28 @@ bool matmul_supports(GgmlType type) noexcept {
   }
 }
 
+DeviceMatrix DeviceMatrix::view(const std::string& name, GgmlType type, std::int64_t rows, std::int64_t cols,
+                                const void* device) {
+  const std::string who = "hmoe::cuda::DeviceMatrix::view(" + name + ")";
+  const auto info = ggml_type_info(static_cast<std::uint32_t>(type));
+  if (!info || !matmul_supports(type))
+    throw std::invalid_argument(who + ": matmul does not take type " +
+                                (info ? std::string(info->name) : "id " + std::to_string(static_cast<unsigned>(type))));
+  if (rows < 0 || cols <= 0 || cols % info->block_elems != 0)
+    throw std::invalid_argument(who + ": " + std::to_string(rows) + " × " + std::to_string(cols) + " " +
+                                std::string(info->name) + " is not rows of whole blocks of " +
+                                std::to_string(info->block_elems) + " values");
+  if (rows > 0 && device == nullptr) throw std::invalid_argument(who + ": no device data");
+  DeviceMatrix m;
+  m.name_ = name;
+  m.type_ = type;
+  m.rows_ = rows;
+  m.cols_ = cols;
+  m.row_bytes_ = static_cast<std::size_t>(cols / info->block_elems) * info->block_bytes;
+  m.view_ = device;
+  return m;
+}
+
 DeviceMatrix DeviceMatrix::upload(const std::string& name, GgmlType type, std::int64_t rows, std::int64_t cols,
                                   const void* host, std::size_t host_row_bytes) {
   const std::string who = "hmoe::cuda::DeviceMatrix::upload(" + name + ")";

@@ -231,7 +231,7 @@ stage_hmoe() {
       > "$results/hmoe-$layout$variant.out"
     local rc=$?
     tee -a "$md" < "$results/hmoe-$layout$variant.out"
-    [ "$rc" = 0 ] || { echo "(exit $rc)"; tail -5 "$results/hmoe-$layout$variant.err"; } | tee -a "$md"
+    [ "$rc" = 0 ] || { echo "(exit $rc)"; grep -v '^\s*$' "$results/hmoe-$layout$variant.err" | tail -5; } | tee -a "$md"
     python3 "$here/make_table.py" hmoe-rows --layout "$layout" --variant "$variant" --reps "$r" \
       --measure "$results/hmoe-$layout$variant.measure" --args "$args" < "$results/hmoe-$layout$variant.out" >> "$tsv"
     sed -n 's/^\(rc\|wall_s\|peak_rss_kib\|gpu_peak_mib\)=/  \1 /p' "$results/hmoe-$layout$variant.measure" \
@@ -240,9 +240,10 @@ stage_hmoe() {
   # The default hybrid path (coroutine pipeline, shared experts overlapping the CPU experts, spinning expert
   # threads) with a trace, then what each pipeline choice changes, selective experts, decode at 4k / 16k context.
   hmoe_run hybrid "" 40 "$reps" -p 512,2048 -n 128 -r "$reps" --layout hybrid --trace "$out/trace-hybrid.json"
-  hmoe_run hybrid "pipeline sequential, threads sleep" 40 2 -p 2048 -n 128 -r 2 --layout hybrid --pipeline sequential --no-spin
-  hmoe_run hybrid "2 micro-batches" 30 2 -p 2048 -n 0 -r 2 --layout hybrid --micro-batches 2
-  hmoe_run hybrid "4 of 6 experts/token" 30 2 -p 2048 -n 128 -r 2 --layout hybrid --experts-per-token 4
+  hmoe_run hybrid "prompt experts on the CPU" 40 2 -p 512,2048 -n 0 -r 2 --layout hybrid --expert-offload 0
+  hmoe_run hybrid "pipeline sequential, threads sleep, prompt experts on the CPU" 40 2 -p 2048 -n 128 -r 2 --layout hybrid --pipeline sequential --no-spin --expert-offload 0
+  hmoe_run hybrid "2 micro-batches, prompt experts on the CPU" 30 2 -p 2048 -n 0 -r 2 --layout hybrid --micro-batches 2 --expert-offload 0
+  hmoe_run hybrid "4 of 6 experts per token" 30 2 -p 2048 -n 128 -r 2 --layout hybrid --experts-per-token 4
   hmoe_run hybrid "context" 40 2 -p 0 -n 64 -d 4096,16384 -r 2 --layout hybrid
   hmoe_run gpu "" 40 2 -p 512,2048 -n 128 -r 2 --layout gpu
   hmoe_run cpu "" 60 1 -p 512 -n 32 -r 1 --layout cpu

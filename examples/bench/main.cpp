@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <span>
 #include <sstream>
@@ -102,7 +103,8 @@ int bench(const Model& model, const Options& o, const std::string& layout) {
   const auto name = std::filesystem::path(o.model).filename().string();
   std::printf("| model | layout | threads | test | t/s |\n|---|---|---:|---:|---:|\n");
 
-  [[maybe_unused]] Trace trace;
+  std::optional<Trace> trace;  // made only when asked for: it holds CUDA events
+  if (!o.trace.empty()) trace.emplace();
   auto run = [&](const std::string& test, long long n, bool prompt, long long depth) {
     std::vector<std::int32_t> tokens(static_cast<std::size_t>(n)), context(static_cast<std::size_t>(depth));
     for (auto& t : tokens) t = token(rng);
@@ -125,8 +127,8 @@ int bench(const Model& model, const Options& o, const std::string& layout) {
     (void)once();  // warm-up
     std::vector<double> rates;
     for (int r = 0; r < o.reps; ++r) {
-      if constexpr (requires { model.set_trace(&trace); })  // the last repetition of each test
-        if (!o.trace.empty() && r + 1 == o.reps) model.set_trace(&trace);
+      if constexpr (requires { model.set_trace(&*trace); })  // the last repetition of each test
+        if (trace && r + 1 == o.reps) model.set_trace(&*trace);
       rates.push_back(static_cast<double>(n) / once());
       if constexpr (requires { model.set_trace(nullptr); }) model.set_trace(nullptr);
     }
@@ -145,12 +147,12 @@ int bench(const Model& model, const Options& o, const std::string& layout) {
     for (auto g : o.gen)
       if (g > 0) run("tg" + std::to_string(g) + at, g, false, d);
   }
-  if constexpr (requires { model.set_trace(&trace); })
-    if (!o.trace.empty()) {
-      trace.write(o.trace);
-      std::printf("\ntrace: %s (%zu spans; tools/trace_summary.py reads it)\n", o.trace.c_str(), trace.size());
+  if constexpr (requires { model.set_trace(&*trace); })
+    if (trace) {
+      trace->write(o.trace);
+      std::printf("\ntrace: %s (%zu spans; tools/trace_summary.py reads it)\n", o.trace.c_str(), trace->size());
     }
-  if constexpr (!requires { model.set_trace(&trace); })
+  if constexpr (!requires { model.set_trace(&*trace); })
     if (!o.trace.empty()) std::printf("\ntrace: none written: only the GPU layouts record one\n");
   if constexpr (requires { model.gpu_weight_bytes(); })
     std::printf("\nGPU weights: %.2f GiB\n", static_cast<double>(model.gpu_weight_bytes()) / (1u << 30));

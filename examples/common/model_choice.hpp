@@ -33,6 +33,7 @@ struct ModelChoice {
   std::string pipeline = "overlap";  ///< hybrid: overlap (Pipeline<CpuGpuOverlap<1>>) | sequential
   int micro_batches = 0;             ///< hybrid prompts in this many micro-batches; 0 = the pipeline's (1)
   bool spin = true;                  ///< expert threads poll between layers instead of sleeping
+  std::int64_t offload_min = 256;    ///< hybrid: prompt chunks of this many tokens run the experts on the GPU; 0 = never
 };
 
 /// The expert thread pool the choice asks for: with `spin`, threads poll for 5 ms before they sleep, which
@@ -67,6 +68,8 @@ inline constexpr const char* model_choice_help =
                       routed ones) or sequential (nothing overlaps; for comparison)
   --micro-batches N   hybrid layout: split prompts into N micro-batches (1-8) whose GPU and CPU work overlap;
                       default 1 (measured fastest on the H100 machine, where the CPU experts dominate prefill)
+  --expert-offload N  hybrid layout: prompt chunks of at least N tokens (default 256) copy each layer's routed
+                      experts to the GPU and run them there, overlapped with the layer before; 0 = never
   --no-spin           expert threads sleep between layers (default: they poll for 5 ms first; faster, but
                       keeps the cores busy)
 )";
@@ -88,6 +91,7 @@ inline bool parse_model_choice(ModelChoice& c, int argc, char** argv, int& i) {
   else if (a == "--pipeline") c.pipeline = value();
   else if (a == "--micro-batches") c.micro_batches = std::stoi(value());
   else if (a == "--no-spin") c.spin = false;
+  else if (a == "--expert-offload") c.offload_min = std::stoll(value());
   else if (a == "--experts-per-token") {
     const auto v = value();
     std::size_t used = 0;
@@ -159,6 +163,7 @@ int with_model(ModelChoice c, gguf::File file, F&& f) {
   o.cuda_graph = c.cuda_graph;
   o.overrides = overrides_of(c);
   o.micro_batches = c.micro_batches;
+  o.expert_offload_min_tokens = c.offload_min;
   if (c.pipeline != "overlap" && c.pipeline != "sequential")
     throw std::invalid_argument("--pipeline must be overlap or sequential, got '" + c.pipeline + "'");
   const bool tiles_fit = h.kv_lora_rank == 512 && h.qk_rope == 64;
@@ -182,6 +187,8 @@ int with_model(ModelChoice c, gguf::File file, F&& f) {
     return run(HybridModel<AMX, Stored, Stored, dims::Dynamic, Seq>::load(std::move(file), o, progress), desc);
   }
   if (c.micro_batches > 1) desc += ", " + std::to_string(c.micro_batches) + " micro-batches";
+  desc += c.offload_min > 0 ? ", prompt experts on the GPU from " + std::to_string(c.offload_min) + " tokens"
+                            : ", prompt experts on the CPU";
   if (c.experts == "reference") return run(HybridModel<Generic>::load(std::move(file), o, progress), desc);
   if (c.experts == "avx512") return run(HybridModel<AVX512>::load(std::move(file), o, progress), desc);
   return run(HybridModel<AMX>::load(std::move(file), o, progress), desc);

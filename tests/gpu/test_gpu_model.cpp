@@ -157,6 +157,34 @@ TEST_CASE("every pipeline mode gives the reference's logits, micro-batched promp
   }
 }
 
+TEST_CASE("hybrid prompts with the routed experts offloaded to the GPU give the reference's logits") {
+  // expert_offload_min_tokens = 8: every prompt chunk here (40, 24 and 19 tokens) stages each layer's expert
+  // tensors into the two GPU slots and runs them there; decode steps (1 token) keep them on the CPU.
+  gpu::GpuOptions options;
+  options.expert_offload_min_tokens = 8;
+  for (const auto* name : {"dsv3-tiny/Q4_K_M.gguf", "dsv3-tiny/Q8_0.gguf", "dsv2lite-tiny/Q4_K_M.gguf",
+                           "dsv2lite-tiny/BF16.gguf"})
+    check_exact<HybridModel<Generic>>(repo_models / name, "hybrid(experts offloaded for prompts)", options);
+  if (const auto f = shared_fixtures / "dsv3-mini" / "Q4_K_M.gguf"; fs::exists(f)) {
+    check_exact<HybridModel<Generic>>(f, "hybrid(experts offloaded for prompts)", options);
+    if (AMX::available()) {
+      options.kv = gpu::KvFormat::BF16;
+      options.precision = cuda::Precision::BF16;
+      const auto model = HybridModel<AMX>::load(gguf::File::open(f), options);
+      const auto tokens = test::read_meta_tokens(f.parent_path() / "meta.json");
+      const auto hf = test::read_f32(hf_logits(f));
+      const auto llama = test::llama_cpp_closeness(f, hf, model.hparams().vocab);
+      cpu::ThreadPool pool(4);
+      auto cache = model.make_cache(static_cast<std::int64_t>(tokens.size()));
+      const auto ours = test::closeness(model.forward(pool, tokens, cache), hf, model.hparams().vocab);
+      MESSAGE("hybrid(AMX, experts offloaded for prompts) bf16 dsv3-mini/Q4_K_M prefill: mean KL " << ours.kl
+              << ", top-1 " << ours.top1);
+      REQUIRE(llama);
+      CHECK(ours.kl <= llama->kl);
+    }
+  }
+}
+
 TEST_CASE("fewer routed experts per token: the GPU layouts equal the CPU reference run with the same override") {
   for (const auto* name : {"dsv3-tiny/Q4_K_M.gguf", "dsv2lite-tiny/Q8_0.gguf"}) {
     const auto file = repo_models / name;

@@ -37,12 +37,17 @@ class DeviceMatrix {
   static DeviceMatrix upload(const std::string& name, GgmlType type, std::int64_t rows, std::int64_t cols,
                              const void* host, std::size_t host_row_bytes);
 
+  /// A matrix over device memory someone else owns (rows of row_bytes, packed): e.g. weights staged in a
+  /// buffer that is refilled layer after layer. Same checks as upload.
+  static DeviceMatrix view(const std::string& name, GgmlType type, std::int64_t rows, std::int64_t cols,
+                           const void* device);
+
   GgmlType type() const noexcept { return type_; }
   std::int64_t rows() const noexcept { return rows_; }
   std::int64_t cols() const noexcept { return cols_; }
   std::size_t row_bytes() const noexcept { return row_bytes_; }
   std::size_t bytes() const noexcept { return data_.bytes(); }
-  const void* data() const noexcept { return data_.data(); }
+  const void* data() const noexcept { return view_ ? view_ : data_.data(); }
   const std::string& name() const noexcept { return name_; }
 
  private:
@@ -51,6 +56,7 @@ class DeviceMatrix {
   std::int64_t rows_ = 0, cols_ = 0;
   std::size_t row_bytes_ = 0;
   Buffer data_;
+  const void* view_ = nullptr;  ///< set for a view: data_ is then empty
 };
 
 enum class Precision { F32, BF16 };

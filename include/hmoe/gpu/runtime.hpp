@@ -40,6 +40,10 @@ struct GpuOptions {
   /// Fewest tokens a micro-batch may have: below it a prompt runs in fewer micro-batches (each one makes the CPU
   /// experts stream their weights once more, which a small micro-batch does not pay back).
   std::int64_t min_micro_batch = 64;
+  /// Hybrid layout: prompt chunks of at least this many tokens run the routed experts on the GPU, each layer's
+  /// expert weights copied over PCIe while the layer before computes (gpu/expert_offload.hpp); 0 = never. Needs
+  /// two layers' expert bytes of GPU memory (refused at load, with a message, when they do not fit).
+  std::int64_t expert_offload_min_tokens = 256;
   /// Changes to the file's hyper-parameters (experts per token).
   ModelOverrides overrides;
 };

@@ -18,6 +18,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -157,6 +158,24 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
       if (progress) progress("uploaded block " + std::to_string(l + 1) + " of " + std::to_string(h_.layers));
     }
 
+    if constexpr (!MoeBlock::routed_on_gpu) {
+      std::size_t layer_bytes = 0;
+      for (const auto& l : moe_) layer_bytes = std::max(layer_bytes, l.ffn().expert_tensors().bytes);
+      if (opts_.expert_offload_min_tokens < 0)
+        throw std::invalid_argument("expert_offload_min_tokens must be ≥ 0 (0 = never)");
+      if (opts_.expert_offload_min_tokens > 0 && layer_bytes > 0) {
+        // Two slots; leave most of the device to the KV cache.
+        if (2 * layer_bytes <= device_.free_memory() / 2) {
+          offload_.emplace(layer_bytes);
+          if (progress) progress("prompts of " + std::to_string(opts_.expert_offload_min_tokens) +
+                                 "+ tokens run the routed experts on the GPU (2 × " + bytes_text(layer_bytes) +
+                                 " of staging)");
+        } else if (progress) {
+          progress("routed experts stay on the CPU for prompts too: two layers of them (2 × " +
+                   bytes_text(layer_bytes) + ") would take more than half the free GPU memory");
+        }
+      }
+    }
     if (opts_.min_micro_batch < 1)
       throw std::invalid_argument("min_micro_batch must be ≥ 1, got " + std::to_string(opts_.min_micro_batch));
     if (opts_.micro_batches < 0 || opts_.micro_batches > 8)
@@ -261,6 +280,11 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
     auto mark = [&] { return tr ? tr->mark(stream_) : std::size_t{0}; };
     auto name = [](const char* what, int l) { return std::string(what) + " L" + std::to_string(l); };
 
+    bool offload = false;
+    if constexpr (!MoeBlock::routed_on_gpu) {
+      offload = offload_ && lanes == 1 && n >= opts_.expert_offload_min_tokens && !moe_.empty();
+      if (offload) offload_->stage(0, moe_.front().ffn().expert_tensors(), s.pool);
+    }
     for (int l = 0; l < h_.layers; ++l) {
       const double wait0 = tr ? pipeline::Trace::now_us() : 0.0;
       co_await turns.wait(static_cast<std::int64_t>(l) * lanes + b, use_awaitable);
@@ -289,6 +313,25 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
       const auto& block = moe_[static_cast<std::size_t>(l - h_.dense_layers)];
       if constexpr (MoeBlock::routed_on_gpu) {
         block_ffn_on_gpu(block);
+      } else if (offload) {
+        // The routed experts on the GPU: this layer's weights were staged by the layer before (or before the
+        // loop); stage the next layer's now, while the GPU works on this one.
+        const auto j = l - h_.dense_layers;
+        const auto& moe = block.ffn();
+        const auto handoff = moe.handoff(frame, n);
+        block.attend(s, x, cache, normed);
+        moe.begin_offloaded(s, normed, handoff);
+        const auto m1 = mark();
+        turns.advance();
+        if (j + 1 < static_cast<int>(moe_.size()))
+          offload_->stage((j + 1) % 2, moe_[static_cast<std::size_t>(j + 1)].ffn().expert_tensors(), s.pool);
+        co_await pipeline::async_ready(lane.copied, use_awaitable);
+        moe.finish_on_gpu(s, normed, handoff, delta, *offload_, j % 2);
+        cuda::add_inplace(x, delta, n * hidden, stream_);
+        if (tr) {
+          tr->gpu_span(name("attention, router, shared experts", l), m0, m1, l, b);
+          tr->gpu_span(name("routed experts on the GPU, add", l), m1, mark(), l, b);
+        }
       } else {
         const auto& moe = block.ffn();
         const auto handoff = moe.handoff(frame, n);
@@ -373,6 +416,7 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
   mutable std::vector<Lane> lanes_;   ///< lane 0 holds a whole chunk; the others half of one
   mutable cuda::Buffer x_;             ///< the residual stream of a chunk
   mutable pipeline::Trace* trace_ = nullptr;
+  mutable std::optional<gpu::ExpertOffload> offload_;  ///< hybrid layout: experts of long prompts on the GPU
   mutable cuda::Graph graph_;          ///< the captured decode step, bound to one cache
   mutable std::uint64_t graph_cache_ = 0;
 };

@@ -4,8 +4,10 @@
 /// its tokens (gathered rows) and adds the weighted result back, one expert after another (deterministic).
 #pragma once
 
+#include <algorithm>
 #include <concepts>
 #include <cstdint>
+#include <tuple>
 #include <vector>
 
 #include "hmoe/cuda/host_memory.hpp"
@@ -14,6 +16,51 @@
 #include "hmoe/layer/gpu/mlp.hpp"
 
 namespace hmoe {
+
+namespace gpu {
+
+/// out (tokens × hidden, device) += Σ weight · expert(x) for routing arrays on the host (expert[t·k + j],
+/// weight[t·k + j]): tokens grouped by expert (a counting sort, token order kept), then each used expert's SwiGLU
+/// over its gathered rows and the weighted rows added back, one expert after another (deterministic).
+/// `matrices(e)` gives expert e's {gate, up, down} DeviceMatrix. Uses the staging's ids/weights buffers.
+template <class Swiglu, class Matrices>
+void run_grouped_experts(GpuStep& s, const float* x, std::int64_t tokens, std::int64_t per_token,
+                         const std::int32_t* expert, const float* weight, std::int64_t experts, std::int64_t hidden,
+                         float* out, Matrices&& matrices) {
+  const auto n = tokens * per_token;
+  std::vector<std::int64_t> start(static_cast<std::size_t>(experts) + 1, 0);
+  for (std::int64_t i = 0; i < n; ++i) ++start[static_cast<std::size_t>(expert[i]) + 1];
+  for (std::size_t e = 0; e < static_cast<std::size_t>(experts); ++e) start[e + 1] += start[e];
+  std::vector<std::int32_t> rows(static_cast<std::size_t>(n));  // the routing may live in the staging itself
+  std::vector<float> weights(static_cast<std::size_t>(n));
+  std::vector<std::int64_t> fill(start.begin(), start.end() - 1);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto e = static_cast<std::size_t>(expert[i]);
+    rows[static_cast<std::size_t>(fill[e])] = static_cast<std::int32_t>(i / per_token);
+    weights[static_cast<std::size_t>(fill[e]++)] = weight[i];
+  }
+  auto* host_rows = s.host.ids.as<std::int32_t>();
+  auto* host_weights = s.host.weights.as<float>();
+  std::copy(rows.begin(), rows.end(), host_rows);
+  std::copy(weights.begin(), weights.end(), host_weights);
+  Scratch::Frame frame(s.scratch);
+  auto* d_rows = frame.take<std::int32_t>(n);
+  auto* d_weights = frame.take<float>(n);
+  cuda::copy_async(d_rows, host_rows, static_cast<std::size_t>(n) * sizeof(std::int32_t), s.stream);
+  cuda::copy_async(d_weights, host_weights, static_cast<std::size_t>(n) * sizeof(float), s.stream);
+  float* xs = frame.take<float>(tokens * hidden);
+  float* ys = frame.take<float>(tokens * hidden);
+  for (std::size_t e = 0; e < static_cast<std::size_t>(experts); ++e) {
+    const auto count = start[e + 1] - start[e];
+    if (count == 0) continue;
+    const auto& [gate, up, down] = matrices(e);
+    cuda::gather_rows(x, d_rows + start[e], xs, count, hidden, s.stream);
+    Swiglu::swiglu(s, gate, up, down, xs, count, ys);
+    cuda::scatter_add_rows(ys, d_rows + start[e], d_weights + start[e], out, count, hidden, s.stream);
+  }
+}
+
+}  // namespace gpu
 
 template <model_dims D, class... Ps>
   requires std::same_as<typename LayerPolicies<Ps...>::device, GPU>
@@ -47,33 +94,9 @@ class Experts<D, Ps...> {
 
   /// out (tokens × hidden, device) += Σ weight · expert(x) over the routing (host copy of the router's output).
   void forward(gpu::GpuStep& s, const float* x, const Routing& routing, float* out) const {
-    const auto n = routing.tokens * routing.per_token;
-    // Counting sort of (token, weight) by expert, in token order within an expert.
-    std::vector<std::int64_t> start(gate_.size() + 1, 0);
-    for (std::int64_t i = 0; i < n; ++i) ++start[static_cast<std::size_t>(routing.expert[static_cast<std::size_t>(i)]) + 1];
-    for (std::size_t e = 0; e < gate_.size(); ++e) start[e + 1] += start[e];
-    auto* rows = s.host.ids.as<std::int32_t>();
-    auto* weights = s.host.weights.as<float>();
-    std::vector<std::int64_t> fill(start.begin(), start.end() - 1);
-    for (std::int64_t i = 0; i < n; ++i) {
-      const auto e = static_cast<std::size_t>(routing.expert[static_cast<std::size_t>(i)]);
-      rows[fill[e]] = static_cast<std::int32_t>(i / routing.per_token);
-      weights[fill[e]++] = routing.weight[static_cast<std::size_t>(i)];
-    }
-    gpu::Scratch::Frame frame(s.scratch);
-    auto* d_rows = frame.take<std::int32_t>(n);
-    auto* d_weights = frame.take<float>(n);
-    cuda::copy_async(d_rows, rows, static_cast<std::size_t>(n) * sizeof(std::int32_t), s.stream);
-    cuda::copy_async(d_weights, weights, static_cast<std::size_t>(n) * sizeof(float), s.stream);
-    float* xs = frame.take<float>(routing.tokens * hidden_);
-    float* ys = frame.take<float>(routing.tokens * hidden_);
-    for (std::size_t e = 0; e < gate_.size(); ++e) {
-      const auto count = start[e + 1] - start[e];
-      if (count == 0) continue;
-      cuda::gather_rows(x, d_rows + start[e], xs, count, hidden_, s.stream);
-      Swiglu::swiglu(s, gate_[e], up_[e], down_[e], xs, count, ys);
-      cuda::scatter_add_rows(ys, d_rows + start[e], d_weights + start[e], out, count, hidden_, s.stream);
-    }
+    gpu::run_grouped_experts<Swiglu>(s, x, routing.tokens, routing.per_token, routing.expert.data(),
+                                     routing.weight.data(), static_cast<std::int64_t>(gate_.size()), hidden_, out,
+                                     [&](std::size_t e) { return std::tie(gate_[e], up_[e], down_[e]); });
   }
 
  private:

@@ -13,6 +13,7 @@
 #include "hmoe/cuda/host_memory.hpp"
 #include "hmoe/cuda/rows.hpp"
 #include "hmoe/cuda/stream.hpp"
+#include "hmoe/gpu/expert_offload.hpp"
 #include "hmoe/layer/gpu/experts.hpp"
 #include "hmoe/layer/gpu/mlp.hpp"
 #include "hmoe/layer/gpu/router.hpp"
@@ -34,7 +35,11 @@ class MoeLayer<Router, Routed, Shared> {
   MoeLayer(const gguf::File& f, const DeepSeekHParams& h, int layer)
       : hidden_(h.hidden), per_token_(h.experts_used), router_(f, h, layer), routed_(f, h, layer) {
     if (h.shared_experts > 0) shared_.emplace(f, h, layer, MlpRole::SharedExperts);
+    if constexpr (routed_on_cpu) tensors_ = gpu::ExpertTensors(f, h, layer);
   }
+
+  /// The routed experts' tensors in the file (what an ExpertOffload stages for long prompts).
+  const gpu::ExpertTensors& expert_tensors() const requires routed_on_cpu { return tensors_; }
 
   /// Device bytes (the routed experts count only when they are on the GPU).
   std::size_t bytes() const {
@@ -46,6 +51,7 @@ class MoeLayer<Router, Routed, Shared> {
   static std::int64_t scratch_per_token(const DeepSeekHParams& h) {
     std::int64_t b = 2 * h.experts_used + h.hidden + h.experts + 2 * h.expert_ffn * std::max<std::int64_t>(1, h.shared_experts);
     if constexpr (!routed_on_cpu) b += Routed::scratch_per_token(h);
+    else b += 2 * h.experts_used + 2 * h.hidden + 2 * h.expert_ffn;  // finish_on_gpu (grouped experts)
     return b;
   }
 
@@ -98,6 +104,30 @@ class MoeLayer<Router, Routed, Shared> {
     cuda::copy_async(s.host.x.data(), x, static_cast<std::size_t>(s.tokens * hidden_) * sizeof(float), s.stream);
     route_to_host(s, x, h);
     if (shared_ && shared_now) shared_->forward(s, x, h.shared_out);
+  }
+
+  /// Stage 1 when the routed experts will run on the GPU (finish_on_gpu): only the routing goes to the host.
+  void begin_offloaded(gpu::GpuStep& s, const float* x, const Handoff& h) const
+    requires routed_on_cpu
+  {
+    route_to_host(s, x, h);
+    if (shared_) shared_->forward(s, x, h.shared_out);
+  }
+
+  /// Stages 2 and 3 on the GPU (once s.copied is done): the routed experts over this layer's weights staged in
+  /// `slot` of `offload`, plus the shared experts, into out.
+  void finish_on_gpu(gpu::GpuStep& s, const float* x, const Handoff& h, float* out, gpu::ExpertOffload& offload,
+                     int slot) const
+    requires routed_on_cpu
+  {
+    const auto n = s.tokens;
+    cuda::fill_zero(out, n * hidden_, s.stream);
+    offload.wait_in(slot, s.stream);
+    gpu::run_grouped_experts<Shared>(s, x, n, per_token_, s.host.ids.as<const std::int32_t>(),
+                                     s.host.weights.as<const float>(), tensors_.experts, hidden_, out,
+                                     [&](std::size_t e) { return offload.matrices(slot, tensors_, static_cast<std::int64_t>(e)); });
+    offload.release(slot, s.stream);
+    if (shared_) cuda::add_inplace(out, h.shared_out, n * hidden_, s.stream);
   }
 
   /// Stage 2, CPU: the routed experts over what the staging holds (once s.copied is done); writes host.out.
@@ -158,6 +188,7 @@ class MoeLayer<Router, Routed, Shared> {
   Router router_;
   Routed routed_;
   std::optional<Shared> shared_;
+  gpu::ExpertTensors tensors_;  ///< hybrid layout only
 };
 
 }  // namespace hmoe
