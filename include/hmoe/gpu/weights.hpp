@@ -43,6 +43,15 @@ cuda::DeviceMatrix to_device(const WeightMatrix& w) {
   }
 }
 
+/// The matrix dequantized to f32 on the device: exact, 4 bytes a weight, read at full bandwidth by the element
+/// GEMV (the block GEMV decodes a whole block per lane, slow for short rows of big blocks such as Q6_K's).
+inline cuda::DeviceMatrix to_device_f32(const WeightMatrix& w) {
+  std::vector<float> f(static_cast<std::size_t>(w.rows * w.cols));
+  for (std::int64_t r = 0; r < w.rows; ++r) w.dequantize_row(r, f.data() + r * w.cols);
+  return cuda::DeviceMatrix::upload(w.name, GgmlType::F32, w.rows, w.cols, f.data(),
+                                    static_cast<std::size_t>(w.cols) * sizeof(float));
+}
+
 /// An f32 vector (norm weights, biases) on the device.
 inline cuda::Buffer to_device(const std::vector<float>& v) { return cuda::Buffer::from(v.data(), v.size()); }
 

@@ -148,9 +148,16 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
 
     embedding_ = matrix(file_, "token_embd.weight", h_.vocab, h_.hidden);
     output_norm_ = gpu::to_device(vector_f32(file_, "output_norm.weight", h_.hidden));
-    output_ = gpu::to_device<Stored>(file_.find_tensor("output.weight")
-                                         ? matrix(file_, "output.weight", h_.vocab, h_.hidden)
-                                         : embedding_);
+    const auto head_weights = file_.find_tensor("output.weight")
+                                  ? matrix(file_, "output.weight", h_.vocab, h_.hidden)
+                                  : embedding_;
+    // The head is read once per decode step in full (vocab × hidden): as f32 it streams at full bandwidth where a
+    // block-quantized copy goes through the slower block GEMV (~4 ms a step for V2-Lite's Q6_K head on the H100),
+    // so it is widened when that costs at most an eighth of the free memory; bit-identical values either way.
+    const auto f32_bytes = static_cast<std::uint64_t>(h_.vocab * h_.hidden) * sizeof(float);
+    const bool widen = head_weights.type != GgmlType::F32 && f32_bytes <= device_.free_memory() / 8;
+    output_ = widen ? gpu::to_device_f32(head_weights) : gpu::to_device<Stored>(head_weights);
+    if (widen && progress) progress("output head as f32 on the GPU (" + bytes_text(f32_bytes) + ") for decode speed");
     weight_bytes_ = output_norm_.bytes() + output_.bytes();
     for (int l = 0; l < h_.layers; ++l) {
       if (l < h_.dense_layers) weight_bytes_ += dense_.emplace_back(file_, h_, l).bytes();
