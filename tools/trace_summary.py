@@ -78,6 +78,7 @@ def draw(spans, path, lo, hi, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     colors = {"attention": "#4c72b0", "router": "#55a868", "copy in": "#c44e52", "block": "#8172b2", "output head": "#937860",
+              "routed experts on the GPU": "#da8bc3",
               "routed experts": "#dd8452", "wait for GPU": "#cccccc", "wait for turn": "#eeeeee"}
     fig, ax = plt.subplots(figsize=(14, 3.2))
     rows = {1: 2, 2: 1, 3: 0}
@@ -85,7 +86,7 @@ def draw(spans, path, lo, hi, title):
         b, e = s["ts"], s["ts"] + s["dur"]
         if e < lo or b > hi:
             continue
-        kind = next((k for k in colors if s["name"].startswith(k)), None)
+        kind = max((k for k in colors if s["name"].startswith(k)), key=len, default=None)
         mb = s.get("args", {}).get("micro_batch", 0)
         ax.broken_barh([((b - lo) / 1e3, max(s["dur"], 1) / 1e3)], (rows[s["tid"]] - 0.35, 0.7),
                        facecolors=colors.get(kind, "#999999"), edgecolor="black" if mb % 2 else "white",
