@@ -45,8 +45,12 @@ jobs=${JOBS:-16}
 reps=${REPS:-3}
 cpu_reps=${CPU_REPS:-3}
 layers=${MODEL_LAYERS:-}
-model=$models/dsv2lite-random-q4km${layers:+-${layers}l}.gguf
-gen_args=(--shape v2-lite ${layers:+--layers "$layers"})
+shape=${SHAPE:-v2-lite}  # v2-lite | v3 (with MODEL_LAYERS: V3's full width, its first N layers)
+shape_name=$([ "$shape" = v3 ] && echo DeepSeek-V3 || echo DeepSeek-V2-Lite)
+model=$models/ds${shape/-/}-random-q4km${layers:+-${layers}l}.gguf
+gen_args=(--shape "$shape" ${layers:+--layers "$layers"})
+# QUICK=1: only the hybrid layout's main row of each tool, -p 512 -n 64 -r 2 (a V3-width model loads for minutes).
+quick=${QUICK:-0}
 llama_kind=${LLAMA_KIND:-cuda}
 mkdir -p "$out" "$results"
 if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export PATH=/usr/local/cuda/bin:$PATH; fi
@@ -108,7 +112,7 @@ for line in sys.stdin:
 meta() {  # common "#key=value" lines of a TSV
   local bw rb
   bw=$(read_bw); rb=$(routed_bytes)
-  echo "#model=a random-weight DeepSeek-V2-Lite-shaped model ($(du -h "$model" 2>/dev/null | cut -f1); hmoe_make_random_model ${gen_args[*]})"
+  echo "#model=a random-weight $shape_name-shaped model ($(du -h "$model" 2>/dev/null | cut -f1); hmoe_make_random_model ${gen_args[*]})"
   echo "#gpu=${gpu_name:-no GPU}"
   echo "#cpu=$cpu_name"
   echo "#threads=$threads"
@@ -188,6 +192,11 @@ stage_llama() {
   }
   # Most important first: the hybrid layout is what hmoe is built for. -nopo 1 (no op offload) changes only
   # batches of 32 tokens and more, so its run is prompt-only, and last (pp2048 on the CPU would take ~70 s).
+  if [ "$quick" = 1 ]; then
+    llama_run hybrid "" 60 -ngl 99 -ot exps=CPU -fa 1 -p 512 -n 64 -r 2
+    cp "$tsv" "$out/"
+    return
+  fi
   llama_run hybrid "" 60 -ngl 99 -ot exps=CPU -fa 1 -p 512,2048 -n 128 -r "$reps"
   llama_run cpu "" 45 -ngl 0 -dev none -fa 1 -p 512 -n 32,128 -r "$cpu_reps"
   llama_run gpu "" 25 -ngl 99 -fa 1 -p 512,2048 -n 128 -r "$reps"
@@ -239,6 +248,11 @@ stage_hmoe() {
   }
   # The default hybrid path (coroutine pipeline, shared experts overlapping the CPU experts, spinning expert
   # threads) with a trace, then what each pipeline choice changes, selective experts, decode at 4k / 16k context.
+  if [ "$quick" = 1 ]; then
+    hmoe_run hybrid "" 60 2 -p 512 -n 64 -r 2 --layout hybrid
+    cp "$tsv" "$out/"
+    return
+  fi
   hmoe_run hybrid "" 40 "$reps" -p 512,2048 -n 128 -r "$reps" --layout hybrid --trace "$out/trace-hybrid.json"
   hmoe_run hybrid "prompt experts on the CPU" 40 2 -p 512,2048 -n 0 -r 2 --layout hybrid --expert-offload 0
   hmoe_run hybrid "pipeline sequential, threads sleep, prompt experts on the CPU" 40 2 -p 2048 -n 128 -r 2 --layout hybrid --pipeline sequential --no-spin --expert-offload 0
