@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "check.hpp"
 #include "hmoe/cuda/gemv.hpp"
@@ -35,9 +36,10 @@ bool matmul_supports(GgmlType type) noexcept {
   }
 }
 
-DeviceMatrix DeviceMatrix::view(const std::string& name, GgmlType type, std::int64_t rows, std::int64_t cols,
-                                const void* device) {
-  const std::string who = "hmoe::cuda::DeviceMatrix::view(" + name + ")";
+namespace {
+/// A matrix of `type` that matmul takes, rows of whole blocks: its metadata, no data yet. Throws
+/// std::invalid_argument naming `who` otherwise.
+DeviceMatrix::Shape checked_shape(const std::string& who, GgmlType type, std::int64_t rows, std::int64_t cols) {
   const auto info = ggml_type_info(static_cast<std::uint32_t>(type));
   if (!info || !matmul_supports(type))
     throw std::invalid_argument(who + ": matmul does not take type " +
@@ -46,13 +48,18 @@ DeviceMatrix DeviceMatrix::view(const std::string& name, GgmlType type, std::int
     throw std::invalid_argument(who + ": " + std::to_string(rows) + " × " + std::to_string(cols) + " " +
                                 std::string(info->name) + " is not rows of whole blocks of " +
                                 std::to_string(info->block_elems) + " values");
+  return {type, rows, cols, static_cast<std::size_t>(cols / info->block_elems) * info->block_bytes};
+}
+}  // namespace
+
+DeviceMatrix::DeviceMatrix(std::string name, const Shape& shape)
+    : name_(std::move(name)), type_(shape.type), rows_(shape.rows), cols_(shape.cols), row_bytes_(shape.row_bytes) {}
+
+DeviceMatrix DeviceMatrix::view(const std::string& name, GgmlType type, std::int64_t rows, std::int64_t cols,
+                                const void* device) {
+  const std::string who = "hmoe::cuda::DeviceMatrix::view(" + name + ")";
+  DeviceMatrix m(name, checked_shape(who, type, rows, cols));
   if (rows > 0 && device == nullptr) throw std::invalid_argument(who + ": no device data");
-  DeviceMatrix m;
-  m.name_ = name;
-  m.type_ = type;
-  m.rows_ = rows;
-  m.cols_ = cols;
-  m.row_bytes_ = static_cast<std::size_t>(cols / info->block_elems) * info->block_bytes;
   m.view_ = device;
   return m;
 }
@@ -60,26 +67,13 @@ DeviceMatrix DeviceMatrix::view(const std::string& name, GgmlType type, std::int
 DeviceMatrix DeviceMatrix::upload(const std::string& name, GgmlType type, std::int64_t rows, std::int64_t cols,
                                   const void* host, std::size_t host_row_bytes) {
   const std::string who = "hmoe::cuda::DeviceMatrix::upload(" + name + ")";
-  const auto info = ggml_type_info(static_cast<std::uint32_t>(type));
-  if (!info || !matmul_supports(type))
-    throw std::invalid_argument(who + ": matmul does not take type " +
-                                (info ? std::string(info->name) : "id " + std::to_string(static_cast<unsigned>(type))));
-  if (rows < 0 || cols <= 0 || cols % info->block_elems != 0)
-    throw std::invalid_argument(who + ": " + std::to_string(rows) + " × " + std::to_string(cols) + " " +
-                                std::string(info->name) + " is not rows of whole blocks of " +
-                                std::to_string(info->block_elems) + " values");
-  const std::size_t row_bytes = static_cast<std::size_t>(cols / info->block_elems) * info->block_bytes;
+  DeviceMatrix m(name, checked_shape(who, type, rows, cols));
+  const std::size_t row_bytes = m.row_bytes_;
   if (host_row_bytes < row_bytes)
     throw std::invalid_argument(who + ": host rows " + std::to_string(host_row_bytes) +
                                 " bytes apart overlap (a row is " + std::to_string(row_bytes) + " bytes)");
   if (rows > 0 && host == nullptr) throw std::invalid_argument(who + ": no host data");
 
-  DeviceMatrix m;
-  m.name_ = name;
-  m.type_ = type;
-  m.rows_ = rows;
-  m.cols_ = cols;
-  m.row_bytes_ = row_bytes;
   m.data_ = Buffer(static_cast<std::size_t>(rows) * row_bytes);
   if (rows == 0) return m;
   if (host_row_bytes == row_bytes) m.data_.upload(host, m.data_.bytes());

@@ -3,6 +3,7 @@
 
 #include <hmoe/hmoe.hpp>
 
+#include "../common/args.hpp"
 #include "../common/model_choice.hpp"
 #include <hmoe/model/memory_report.hpp>
 #include <hmoe/tokenizer/tokenizer.hpp>
@@ -111,13 +112,7 @@ std::vector<std::int32_t> parse_tokens(const std::string& s) {
 }
 
 long long parse_count(const std::string& flag, const std::string& s) {
-  try {
-    std::size_t used = 0;
-    const long long v = std::stoll(s, &used);
-    if (used == s.size() && v > 0) return v;
-  } catch (...) {
-  }
-  fail(flag + " needs a positive whole number, got '" + s + "'");
+  return hmoe::examples::parse_count(flag, s, fail);
 }
 
 }  // namespace

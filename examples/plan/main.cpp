@@ -6,6 +6,8 @@
 #include <hmoe/model/placement_plan.hpp>
 #include <hmoe/tokenizer/tokenizer.hpp>
 
+#include "../common/args.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -63,13 +65,7 @@ sent there and their summed weight, and writes them (format: include/hmoe/model/
 }
 
 long long parse_count(const std::string& flag, const std::string& s) {
-  try {
-    std::size_t used = 0;
-    const long long v = std::stoll(s, &used);
-    if (used == s.size() && v > 0) return v;
-  } catch (...) {
-  }
-  fail(flag + " needs a positive whole number, got '" + s + "'");
+  return hmoe::examples::parse_count(flag, s, fail);
 }
 
 /// "24G", "1.5GiB", "800M", "123456" -> bytes (binary units).

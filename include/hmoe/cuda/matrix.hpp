@@ -31,6 +31,12 @@ bool matmul_supports(GgmlType type) noexcept;
 class DeviceMatrix {
  public:
   DeviceMatrix() = default;
+  /// What a matrix is, without its data (checked by upload and view).
+  struct Shape {
+    GgmlType type;
+    std::int64_t rows, cols;
+    std::size_t row_bytes;
+  };
   /// Copies rows × cols values in `type` from host memory whose rows are host_row_bytes apart (≥ the packed row
   /// size; per-expert and per-head slices of a 3-D tensor are rows of it). Throws std::invalid_argument naming
   /// `name` for a type matmul does not take or a cols that is not a whole number of blocks.
@@ -51,6 +57,8 @@ class DeviceMatrix {
   const std::string& name() const noexcept { return name_; }
 
  private:
+  DeviceMatrix(std::string name, const Shape& shape);
+
   std::string name_;
   GgmlType type_ = GgmlType::F32;
   std::int64_t rows_ = 0, cols_ = 0;

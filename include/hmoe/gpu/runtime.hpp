@@ -114,7 +114,6 @@ struct Lane {
   HostStaging host;
   cuda::Buffer positions;  ///< device, [tokens + 1]: the positions, then the sequence length after them
   cuda::Event copied;
-  std::int64_t capacity = 0;
 };
 
 /// Everything one forward call gives each GPU layer: the stream and kernel handles, scratch, the CPU thread pool

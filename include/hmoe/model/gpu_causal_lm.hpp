@@ -194,11 +194,12 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
     const int lanes = std::max<int>(mode::micro_batches, opts_.micro_batches);
     for (int b = 0; b < lanes; ++b) {
       auto& lane = lanes_.emplace_back();
-      lane.capacity = b == 0 ? opts_.max_batch_tokens : (opts_.max_batch_tokens + 1) / 2;
-      lane.scratch.reserve(static_cast<std::size_t>(lane.capacity * std::max(per_token, head)) * sizeof(float) +
+      // Lane 0 holds a whole chunk (one micro-batch); with two or more, none has more than half of one.
+      const auto capacity = b == 0 ? opts_.max_batch_tokens : (opts_.max_batch_tokens + 1) / 2;
+      lane.scratch.reserve(static_cast<std::size_t>(capacity * std::max(per_token, head)) * sizeof(float) +
                            (std::size_t{1} << 20));
-      lane.host.reserve(lane.capacity, h_.hidden, h_.experts_used, h_.vocab);
-      lane.positions = cuda::Buffer(static_cast<std::size_t>(lane.capacity + 1) * sizeof(std::int32_t));
+      lane.host.reserve(capacity, h_.hidden, h_.experts_used, h_.vocab);
+      lane.positions = cuda::Buffer(static_cast<std::size_t>(capacity + 1) * sizeof(std::int32_t));
     }
     x_ = cuda::Buffer(static_cast<std::size_t>(opts_.max_batch_tokens * h_.hidden) * sizeof(float));
   }

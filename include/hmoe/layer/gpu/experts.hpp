@@ -94,9 +94,14 @@ class Experts<D, Ps...> {
 
   /// out (tokens × hidden, device) += Σ weight · expert(x) over the routing (host copy of the router's output).
   void forward(gpu::GpuStep& s, const float* x, const Routing& routing, float* out) const {
-    gpu::run_grouped_experts<Swiglu>(s, x, routing.tokens, routing.per_token, routing.expert.data(),
-                                     routing.weight.data(), static_cast<std::int64_t>(gate_.size()), hidden_, out,
-                                     [&](std::size_t e) { return std::tie(gate_[e], up_[e], down_[e]); });
+    forward(s, x, routing.tokens, routing.per_token, routing.expert.data(), routing.weight.data(), out);
+  }
+
+  /// The same over raw host routing arrays: expert[t · per_token + j] with weight[t · per_token + j].
+  void forward(gpu::GpuStep& s, const float* x, std::int64_t tokens, std::int64_t per_token,
+               const std::int32_t* expert, const float* weight, float* out) const {
+    gpu::run_grouped_experts<Swiglu>(s, x, tokens, per_token, expert, weight, static_cast<std::int64_t>(gate_.size()),
+                                     hidden_, out, [&](std::size_t e) { return std::tie(gate_[e], up_[e], down_[e]); });
   }
 
  private:

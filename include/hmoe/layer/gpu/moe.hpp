@@ -84,12 +84,9 @@ class MoeLayer<Router, Routed, Shared> {
       route_to_host(s, x, h);
       if (shared_) shared_->forward(s, x, h.shared_out);
       s.copied.synchronize();
-      const auto n = s.tokens, k = per_token_;
-      const auto* hid = s.host.ids.as<const std::int32_t>();
-      const auto* hw = s.host.weights.as<const float>();
-      const Routing routing{n, k, std::vector<std::int32_t>(hid, hid + n * k), std::vector<float>(hw, hw + n * k)};
+      const auto n = s.tokens;
       cuda::fill_zero(out, n * hidden_, s.stream);
-      routed_.forward(s, x, routing, out);
+      routed_.forward(s, x, n, per_token_, s.host.ids.as<const std::int32_t>(), s.host.weights.as<const float>(), out);
       if (shared_) cuda::add_inplace(out, h.shared_out, n * hidden_, s.stream);
     }
   }
