@@ -61,14 +61,17 @@ class FusedExperts {
   std::int64_t experts() const { return static_cast<std::int64_t>(set_.gate.size()); }
   const ExpertSet& matrices() const { return set_; }
 
-  /// out (tokens × hidden) += Σ_j weight[t·k + j] · expert_{id[t·k + j]}(x_t). Not reentrant: one call at a
-  /// time per object (the scratch buffers are reused between calls).
+  /// out (tokens × hidden) += Σ_j weight[t·k + j] · expert_{id[t·k + j]}(x_t), over the pairs whose id is ≥ 0:
+  /// an id < 0 marks an expert that runs elsewhere (a GPU-resident one) and is skipped. Not reentrant: one call
+  /// at a time per object (the scratch buffers are reused between calls).
   void forward(ThreadPool& pool, const float* x, std::int64_t tokens, const std::int32_t* id, const float* weight,
                std::int64_t k, float* out) const {
-    const std::int64_t hidden = set_.hidden, ffn = set_.ffn, slots = tokens * k;
-    if (slots == 0) return;
+    const std::int64_t hidden = set_.hidden, ffn = set_.ffn;
+    if (tokens * k == 0) return;
     PhaseClock clock(phase_seconds_);
     group_by_expert(tokens, id, k);
+    const std::int64_t slots = offset_.back();  // pairs with an expert id < 0 run elsewhere (on the GPU)
+    if (slots == 0) return;
 
     // 1. Inputs, quantized once per token, then copied into each routed expert's contiguous group.
     tok_q_.resize(static_cast<std::size_t>(tokens) * in_bytes_);
@@ -128,8 +131,10 @@ class FusedExperts {
     for_rows(pool, tokens, k * hidden / 4, [&](std::int64_t b, std::int64_t e) {
       for (std::int64_t t = b; t < e; ++t)
         for (std::int64_t j = 0; j < k; ++j) {
+          const auto slot = slot_of_[static_cast<std::size_t>(t * k + j)];
+          if (slot < 0) continue;
           const float w = weight[t * k + j];
-          const float* y = y_.data() + slot_of_[static_cast<std::size_t>(t * k + j)] * hidden;
+          const float* y = y_.data() + slot * hidden;
           float* o = out + t * hidden;
           for (std::int64_t c = 0; c < hidden; ++c) o[c] += w * y[c];
         }
@@ -161,15 +166,15 @@ class FusedExperts {
   };
 
   /// Counting sort of the (token, j) pairs by expert: offset_[e] .. offset_[e+1] are expert e's slots, in
-  /// token order; slot_of_[t·k + j] says where pair (t, j) went.
+  /// token order; slot_of_[t·k + j] says where pair (t, j) went (-1: skipped, its id is < 0).
   void group_by_expert(std::int64_t tokens, const std::int32_t* id, std::int64_t k) const {
     const auto n = experts();
     offset_.assign(static_cast<std::size_t>(n) + 1, 0);
     for (std::int64_t i = 0; i < tokens * k; ++i) {
-      if (id[i] < 0 || id[i] >= n)
+      if (id[i] >= n)
         throw std::out_of_range("hmoe::cpu::FusedExperts: expert id " + std::to_string(id[i]) + " outside [0, " +
                                 std::to_string(n) + ")");
-      ++offset_[static_cast<std::size_t>(id[i]) + 1];
+      if (id[i] >= 0) ++offset_[static_cast<std::size_t>(id[i]) + 1];
     }
     active_.clear();
     for (std::int64_t e = 0; e < n; ++e) {
@@ -178,8 +183,12 @@ class FusedExperts {
     }
     fill_.assign(offset_.begin(), offset_.end() - 1);
     slot_of_.resize(static_cast<std::size_t>(tokens * k));
-    slot_token_.resize(slot_of_.size());
+    slot_token_.resize(static_cast<std::size_t>(offset_.back()));
     for (std::int64_t i = 0; i < tokens * k; ++i) {
+      if (id[i] < 0) {
+        slot_of_[static_cast<std::size_t>(i)] = -1;
+        continue;
+      }
       const auto s = fill_[static_cast<std::size_t>(id[i])]++;
       slot_of_[static_cast<std::size_t>(i)] = s;
       slot_token_[static_cast<std::size_t>(s)] = i / k;
