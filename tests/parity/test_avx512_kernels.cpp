@@ -276,6 +276,10 @@ TEST_CASE_TEMPLATE("quantize_activation_row is bit-identical to the reference qu
     x[static_cast<std::size_t>(6 * k + 100)] = 3e4f;                   // a single huge positive max
     x[static_cast<std::size_t>(6 * k + 101)] = -3e4f;                  // tie in magnitude: the first one wins
     x[static_cast<std::size_t>(7 * k + 7)] = 0.5f * (1.0f + 0x1p-8f);  // a bf16 tie, rounded to even
+    // Row 8's first block has scale 1 (Q8_0: amax 127; Q8_K: max -127), so these land on exact halves: Q8_0
+    // rounds them away from zero, Q8_K to even.
+    const float halves[] = {-127.0f, 2.5f, -3.5f, 0.5f, -0.5f, 1.5f, -2.5f, 126.5f, -126.5f, 0.49999997f};
+    std::copy(std::begin(halves), std::end(halves), x.begin() + 8 * k);
     for (std::int64_t t = 0; t < tokens; ++t) {
       CAPTURE(k);
       CAPTURE(t);

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "hmoe/cpu/amx/panel.hpp"
+#include "hmoe/cpu/avx512/quantize.hpp"
 #include "hmoe/quant/ggml_type.hpp"
 #include "hmoe/quant/half.hpp"
 #include "hmoe/quant/k_blocks.hpp"
@@ -93,13 +94,9 @@ inline std::size_t activation_row_bytes(const PackedQ4K& w) {
   return static_cast<std::size_t>(w.blocks()) * sizeof(quant::BlockQ8_K);
 }
 
-/// x (cols floats) to Q8_K with ggml's semantics (quant::quantize_row_q8_K).
+/// x (cols floats) to Q8_K with ggml's semantics (bit-identical to quant::quantize_row_q8_K).
 inline void quantize_activation_row(const PackedQ4K& w, const float* x, std::byte* out) {
-  for (std::int64_t b = 0; b < w.blocks(); ++b) {
-    quant::BlockQ8_K q;
-    quant::quantize(x + b * quant::qk_k, q);
-    std::memcpy(out + b * sizeof q, &q, sizeof q);
-  }
+  avx512::quantize_row<quant::BlockQ8_K>(x, w.cols(), out);
 }
 
 }  // namespace hmoe::cpu::amx

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "hmoe/cpu/amx/panel.hpp"
+#include "hmoe/cpu/avx512/quantize.hpp"
 #include "hmoe/quant/ggml_type.hpp"
 #include "hmoe/quant/half.hpp"
 #include "hmoe/quant/legacy_blocks.hpp"
@@ -124,11 +125,7 @@ inline std::size_t activation_row_bytes(const PackedQ8Blocks& w) {
 /// x (cols floats) to Q8_0 with ggml's semantics (quant::quantize_row_q8_0), bit-identical to
 /// avx512::quantize_activation_row<Q8_0>.
 inline void quantize_activation_row(const PackedQ8Blocks& w, const float* x, std::byte* out) {
-  for (std::int64_t b = 0; b < w.blocks(); ++b) {
-    quant::BlockQ8_0 q;
-    quant::quantize(x + b * PackedQ8Blocks::block_k, q);
-    std::memcpy(out + b * static_cast<std::int64_t>(sizeof q), &q, sizeof q);
-  }
+  avx512::quantize_row<quant::BlockQ8_0>(x, w.cols(), out);
 }
 
 }  // namespace hmoe::cpu::amx

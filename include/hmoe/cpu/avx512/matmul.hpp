@@ -21,6 +21,7 @@
 #include "hmoe/cpu/avx512/k_quant_dot.hpp"
 #include "hmoe/cpu/avx512/q5_0_dot.hpp"
 #include "hmoe/cpu/avx512/q8_0_dot.hpp"
+#include "hmoe/cpu/avx512/quantize.hpp"
 #include "hmoe/policy/quant.hpp"
 #include "hmoe/quant/half.hpp"
 #include "hmoe/quant/quantize.hpp"
@@ -61,8 +62,8 @@ inline void check_k(std::int64_t k, std::int64_t block, const char* who) {
 }  // namespace detail
 
 /// Quantizes one f32 row of k values to F's activation format at `out` (any alignment). Q8_K and Q8_0 rows
-/// are bit-identical to quant::quantize_row_q8_K / quantize_row_q8_0, BF16 to quant::fp32_to_bf16. Scalar:
-/// it is O(k) per token against the product's O(k · rows).
+/// are bit-identical to quant::quantize_row_q8_K / quantize_row_q8_0 (vectorized: avx512/quantize.hpp), BF16
+/// to quant::fp32_to_bf16.
 template <avx512_format F>
 void quantize_activation_row(const float* x, std::int64_t k, std::byte* out) {
   detail::check_k(k, block_values<F>, "hmoe::cpu::avx512::quantize_activation_row");
@@ -72,12 +73,7 @@ void quantize_activation_row(const float* x, std::int64_t k, std::byte* out) {
       std::memcpy(out + 2 * i, &h, 2);
     }
   } else {
-    using Block = std::conditional_t<q8_0_activation<F>, quant::BlockQ8_0, quant::BlockQ8_K>;
-    for (std::int64_t i = 0; i < k / Block::block_elems; ++i) {
-      Block blk;  // out need not be aligned for Block: quantize here, then copy
-      quant::quantize(x + i * Block::block_elems, blk);
-      std::memcpy(out + i * static_cast<std::int64_t>(sizeof(Block)), &blk, sizeof(Block));
-    }
+    quantize_row<std::conditional_t<q8_0_activation<F>, quant::BlockQ8_0, quant::BlockQ8_K>>(x, k, out);
   }
 }
 
