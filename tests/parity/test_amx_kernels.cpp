@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -177,7 +178,10 @@ double exact(const amx::PackedBF16& p, const TestMatrix&, std::int64_t r, const 
   return s;
 }
 
-double exact(const amx::PackedQ8Blocks& p, const TestMatrix& m, std::int64_t r, const std::byte* act) {
+/// Q8_0 and Q5_0 blocks, int8 in PackedQ8Blocks or 6-bit in PackedQ5Blocks: the same integers.
+template <class P>
+  requires std::same_as<P, amx::PackedQ8Blocks> || std::same_as<P, amx::PackedQ5Blocks>
+double exact(const P& p, const TestMatrix& m, std::int64_t r, const std::byte* act) {
   double y = 0.0;
   for (std::int64_t b = 0; b < p.blocks(); ++b) {
     quant::BlockQ8_0 a;
@@ -219,8 +223,9 @@ double f32_bound(const amx::PackedInt8& p, const TestMatrix& m, std::int64_t r, 
 
 /// Q8_0 / Q5_0 weights are exact; Q8_0 moves each activation by at most d / 2 of its block plus the f16
 /// rounding of d times |q| <= 127 (under 0.07 d).
-double f32_bound(const amx::PackedQ8Blocks& p, const TestMatrix& m, std::int64_t r, const float*,
-                 const std::byte* act) {
+template <class P>
+  requires std::same_as<P, amx::PackedQ8Blocks> || std::same_as<P, amx::PackedQ5Blocks>
+double f32_bound(const P& p, const TestMatrix& m, std::int64_t r, const float*, const std::byte* act) {
   double e = 0.0;
   for (std::int64_t b = 0; b < p.blocks(); ++b) {
     quant::BlockQ8_0 a;
@@ -407,6 +412,25 @@ TEST_CASE("PackedQ8Blocks: tiles and vector kernels match Q8_0 / Q5_0 x Q8_0 ari
       check_format<amx::PackedQ8Blocks>(q8 ? "Q8_0" : "Q5_0", random_q8_blocks(rng, rows, cols, q8), rng);
 }
 
+TEST_CASE("PackedQ5Blocks (6 bits a weight): tiles and vector kernels match Q5_0 x Q8_0 arithmetic") {
+  if (!can_run()) return;
+  CAPTURE(run_seed());
+  std::mt19937_64 rng(run_seed() ^ 7);
+  for (auto [rows, cols] : {std::pair{16, 32}, {40, 96}, {16, 1408}, {40, 1408}, {2048, 64}})
+    check_format<amx::PackedQ5Blocks>("Q5_0 6-bit", random_q8_blocks(rng, rows, cols, false), rng);
+  // The same file bytes as PackedQ8Blocks widens them: every weight and scale equal.
+  const TestMatrix m = random_q8_blocks(rng, 40, 1408, false);
+  const auto p5 = amx::PackedQ5Blocks::pack(m.view);
+  const auto p8 = amx::PackedQ8Blocks::pack(m.view);
+  int differ = 0;
+  for (std::int64_t r = 0; r < 40; ++r)
+    for (std::int64_t k = 0; k < 1408; ++k) {
+      differ += p5.weight(r, k) != p8.weight(r, k);
+      if (k % 32 == 0) differ += p5.scale(r, k / 32) != p8.scale(r, k / 32);
+    }
+  CHECK(differ == 0);
+}
+
 TEST_CASE("PackedBF16: tiles and vector kernels match bf16 arithmetic") {
   if (!can_run()) return;
   CAPTURE(run_seed());
@@ -484,6 +508,10 @@ TEST_CASE("pack and matmul refuse bad input by name") {
   q5short.row_bytes = 40;
   e = message_of([&] { (void)amx::PackedQ8Blocks::pack(q5short); });
   CHECK(e.find("q5.short.rows") != std::string::npos);
+  e = message_of([&] { (void)amx::PackedQ5Blocks::pack(q5short); });
+  CHECK(e.find("q5.short.rows") != std::string::npos);
+  e = message_of([&] { (void)amx::PackedQ5Blocks::pack(q8.view); });  // Q8_0 is not Q5_0
+  CHECK(e.find("Q8_0") != std::string::npos);
   const auto p8 = amx::PackedQ8Blocks::pack(q8.view);
   std::vector<std::byte> act8(amx::activation_row_bytes(p8));
   std::vector<float> y8(16);

@@ -40,7 +40,7 @@ class ExpertMatrix {
  public:
   using Kernel = std::variant<StoredRows<Q4_K>, StoredRows<Q5_K>, StoredRows<Q6_K>, StoredRows<Q5_0>,
                               StoredRows<Q8_0>, StoredRows<BF16>, amx::PackedQ4K, amx::PackedInt8, amx::PackedBF16,
-                              amx::PackedQ8Blocks>;
+                              amx::PackedQ8Blocks, amx::PackedQ5Blocks>;
 
   /// `tiles`: whether the packed AMX formats may use tiles (Isa<AMX>) or only their AVX-512 kernel (Isa<AVX512>).
   ExpertMatrix(Kernel kernel, std::int64_t rows, std::int64_t cols, bool tiles)
@@ -53,7 +53,7 @@ class ExpertMatrix {
     return std::visit(
         []<class K>(const K&) {
           if constexpr (std::is_same_v<K, StoredRows<Q8_0>> || std::is_same_v<K, StoredRows<Q5_0>> ||
-                        std::is_same_v<K, amx::PackedQ8Blocks>)
+                        std::is_same_v<K, amx::PackedQ8Blocks> || std::is_same_v<K, amx::PackedQ5Blocks>)
             return ActivationFormat::Q8_0;
           else if constexpr (std::is_same_v<K, StoredRows<BF16>>) return ActivationFormat::BF16;
           else if constexpr (std::is_same_v<K, amx::PackedInt8>) return ActivationFormat::AmxInt8;
@@ -113,7 +113,8 @@ class ExpertMatrix {
             const std::string isa = tiles_ ? "AMX " : "AVX512 packed ";
             if constexpr (std::is_same_v<K, amx::PackedQ4K>) return isa + "Q4_K";
             else if constexpr (std::is_same_v<K, amx::PackedInt8>) return isa + "Int8";
-            else if constexpr (std::is_same_v<K, amx::PackedQ8Blocks>) return isa + "Q8_0/Q5_0 blocks";
+            else if constexpr (std::is_same_v<K, amx::PackedQ8Blocks>) return isa + "Q8_0 blocks";
+            else if constexpr (std::is_same_v<K, amx::PackedQ5Blocks>) return isa + "Q5_0 6-bit blocks";
             else return isa + "BF16";
           }
         },
@@ -164,7 +165,8 @@ ExpertMatrix bind_expert_matrix(const WeightMatrix& w) {
   if constexpr (std::is_same_v<Format, Stored>) {
     if (amx_tiles && w.type == GgmlType::Q4_K) k = amx::PackedQ4K::pack(w);
     else if (amx_tiles && w.type == GgmlType::BF16) k = amx::PackedBF16::pack(w);
-    else if (amx_tiles && (w.type == GgmlType::Q8_0 || w.type == GgmlType::Q5_0)) k = amx::PackedQ8Blocks::pack(w);
+    else if (amx_tiles && w.type == GgmlType::Q8_0) k = amx::PackedQ8Blocks::pack(w);
+    else if (amx_tiles && w.type == GgmlType::Q5_0) k = amx::PackedQ5Blocks::pack(w);
     else if (!detail::bind_stored(w, k))
       detail::refuse(w, IsaTag::name, Format::name, "convert it with Quant<Int8> or Quant<BF16>, or use Isa<Generic>");
   } else if constexpr (std::is_same_v<Format, Int8>) {

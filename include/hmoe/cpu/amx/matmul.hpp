@@ -9,6 +9,7 @@
 
 #include "hmoe/cpu/amx/bf16_kernels.hpp"
 #include "hmoe/cpu/amx/int8_kernels.hpp"
+#include "hmoe/cpu/amx/q5_kernels.hpp"
 #include "hmoe/cpu/amx/q8_kernels.hpp"
 #include "hmoe/cpu/amx/q4k_kernels.hpp"
 
@@ -25,7 +26,7 @@ concept packed_matrix = requires(const P& p, const WeightMatrix& w, const float*
 };
 
 static_assert(packed_matrix<PackedQ4K> && packed_matrix<PackedInt8> && packed_matrix<PackedBF16> &&
-              packed_matrix<PackedQ8Blocks>);
+              packed_matrix<PackedQ8Blocks> && packed_matrix<PackedQ5Blocks>);
 
 /// Token count from which the tile kernels are used. Placeholders until measured on the target box: a
 /// 16-token tile is cheap for int8 and bf16, while Q4_K's per-sub-block read-out of C tiles costs more.
@@ -33,6 +34,7 @@ constexpr std::int64_t crossover_tokens(const PackedQ4K&) { return 8; }
 constexpr std::int64_t crossover_tokens(const PackedInt8&) { return 4; }
 constexpr std::int64_t crossover_tokens(const PackedBF16&) { return 4; }
 constexpr std::int64_t crossover_tokens(const PackedQ8Blocks&) { return 8; }
+constexpr std::int64_t crossover_tokens(const PackedQ5Blocks&) { return 8; }
 
 /// y[t * ldy + r] = row r . token t for r in [row_begin, row_end), t < tokens; other entries untouched.
 template <packed_matrix P>

@@ -101,24 +101,25 @@ HMOE_TARGET_AMX inline void q8_issue(const Q8PanelBlock& w, const Q8ATile& a) {
   }
 }
 
-[[gnu::always_inline]] HMOE_TARGET_AMX inline void q8_out(const PackedQ8Blocks& w, std::int64_t p,
-                                                          const Q8Scratch& s, std::int64_t k, std::int64_t b,
-                                                          std::int64_t t, float* acc) {
+[[gnu::always_inline]] HMOE_TARGET_AMX inline void q8_out(const Q8PanelBlock* panel, const Q8Scratch& s,
+                                                          std::int64_t k, std::int64_t b, std::int64_t t, float* acc) {
   const std::size_t ntb = s.count.size();
-  q8_readout(s.cb[k % q8_c_ring], w.block(p, b), s.act[static_cast<std::size_t>(b) * ntb + static_cast<std::size_t>(t)],
+  q8_readout(s.cb[k % q8_c_ring], panel[b], s.act[static_cast<std::size_t>(b) * ntb + static_cast<std::size_t>(t)],
              s.count[static_cast<std::size_t>(t)], acc + t * token_rows * panel_rows);
 }
 
-/// One panel, token blocks [t0, t1); jobs (b, t) b-major, pipelined as described in the file comment.
-HMOE_TARGET_AMX inline void q8_tile_panel(const PackedQ8Blocks& w, std::int64_t p, Q8Scratch& s, std::int64_t t0,
-                                          std::int64_t t1, std::int64_t tokens, int n, float* y, std::int64_t ldy) {
-  const std::int64_t ntb = static_cast<std::int64_t>(s.count.size()), nb = w.blocks();
+/// One panel (its nb blocks from `panel`), token blocks [t0, t1), into columns c0 .. c0 + n of y; jobs (b, t)
+/// b-major, pipelined as described in the file comment.
+HMOE_TARGET_AMX inline void q8_tile_panel(const Q8PanelBlock* panel, std::int64_t nb, Q8Scratch& s, std::int64_t t0,
+                                          std::int64_t t1, std::int64_t tokens, std::int64_t c0, int n, float* y,
+                                          std::int64_t ldy) {
+  const std::int64_t ntb = static_cast<std::int64_t>(s.count.size());
   float* acc = reinterpret_cast<float*>(s.acc.data());
   std::fill(acc + t0 * token_rows * panel_rows, acc + t1 * token_rows * panel_rows, 0.0f);
   constexpr std::int64_t R = q8_c_ring;
   std::int64_t k = 0, jb[R] = {}, jt[R] = {};
   for (std::int64_t b = 0; b < nb; ++b) {
-    const Q8PanelBlock& pb = w.block(p, b);
+    const Q8PanelBlock& pb = panel[b];
     const Q8ATile* a = s.act.data() + b * ntb;
     for (std::int64_t t = t0; t < t1; ++t, ++k) {
       if (k % 2) q8_issue<1>(pb, a[t]);
@@ -127,16 +128,16 @@ HMOE_TARGET_AMX inline void q8_tile_panel(const PackedQ8Blocks& w, std::int64_t 
         if (k % 2) tile_store<q8_c<0>>(s.cb[(k - 1) % R].c, 64);  // job k - 1
         else tile_store<q8_c<1>>(s.cb[(k - 1) % R].c, 64);
       }
-      if (k >= R) q8_out(w, p, s, k - R, jb[k % R], jt[k % R], acc);
+      if (k >= R) q8_out(panel, s, k - R, jb[k % R], jt[k % R], acc);
       jb[k % R] = b;
       jt[k % R] = t;
     }
   }
   if (k % 2) tile_store<q8_c<0>>(s.cb[(k - 1) % R].c, 64);
   else tile_store<q8_c<1>>(s.cb[(k - 1) % R].c, 64);
-  for (std::int64_t j = std::max<std::int64_t>(0, k - R); j < k; ++j) q8_out(w, p, s, j, jb[j % R], jt[j % R], acc);
+  for (std::int64_t j = std::max<std::int64_t>(0, k - R); j < k; ++j) q8_out(panel, s, j, jb[j % R], jt[j % R], acc);
   for (std::int64_t t = t0 * token_rows; t < std::min(tokens, t1 * token_rows); ++t)
-    vec::store_first(y + t * ldy + p * panel_rows, _mm512_load_ps(acc + t * panel_rows), n);
+    vec::store_first(y + t * ldy + c0, _mm512_load_ps(acc + t * panel_rows), n);
 }
 
 /// NT (1..4) tokens of one panel: VPDPBUSD on the B tiles, activations + 128 and 128 * sum(q) subtracted.
@@ -183,15 +184,14 @@ struct Q8Vector {
   }
 };
 
-}  // namespace detail
-
-/// y[t * ldy + r] = row r . token t, for r in [row_begin, row_end) (row_begin a multiple of 16), with AMX tiles.
-HMOE_TARGET_AMX inline void matmul_tiles(const PackedQ8Blocks& w, std::int64_t row_begin, std::int64_t row_end,
-                                         const std::byte* act, std::size_t act_row_bytes, std::int64_t tokens,
-                                         float* y, std::int64_t ldy) {
-  using namespace detail;
-  check_matmul_args("hmoe::cpu::amx::matmul_tiles(PackedQ8Blocks)", w.rows(), row_begin, row_end, act, act_row_bytes,
-                    activation_row_bytes(w), tokens, y, ldy);
+/// The tile product over a matrix of 32-column int8 blocks: `panel_blocks(p)` gives panel p's blocks as
+/// Q8PanelBlocks (PackedQ8Blocks holds them; PackedQ5Blocks unpacks its own into a scratch). who names the entry
+/// point in argument errors.
+template <class Matrix, class PanelBlocks>
+HMOE_TARGET_AMX void q8_tile_product(const char* who, const Matrix& w, PanelBlocks&& panel_blocks,
+                                     std::int64_t row_begin, std::int64_t row_end, const std::byte* act,
+                                     std::size_t act_row_bytes, std::int64_t tokens, float* y, std::int64_t ldy) {
+  check_matmul_args(who, w.rows(), row_begin, row_end, act, act_row_bytes, activation_row_bytes(w), tokens, y, ldy);
   if (tokens == 0 || row_end == row_begin) return;
   Q8Scratch& s = q8_scratch();
   const std::int64_t ntb = (tokens + token_rows - 1) / token_rows, nb = w.blocks();
@@ -209,9 +209,20 @@ HMOE_TARGET_AMX inline void matmul_tiles(const PackedQ8Blocks& w, std::int64_t r
     const std::int64_t t1 = std::min(ntb, t0 + group);
     for (std::int64_t p = row_begin / panel_rows; p < panel_count(row_end); ++p) {
       const int n = static_cast<int>(std::min<std::int64_t>(panel_rows, row_end - p * panel_rows));
-      q8_tile_panel(w, p, s, t0, t1, tokens, n, y, ldy);
+      q8_tile_panel(panel_blocks(p), nb, s, t0, t1, tokens, p * panel_rows, n, y, ldy);
     }
   }
+}
+
+}  // namespace detail
+
+/// y[t * ldy + r] = row r . token t, for r in [row_begin, row_end) (row_begin a multiple of 16), with AMX tiles.
+HMOE_TARGET_AMX inline void matmul_tiles(const PackedQ8Blocks& w, std::int64_t row_begin, std::int64_t row_end,
+                                         const std::byte* act, std::size_t act_row_bytes, std::int64_t tokens,
+                                         float* y, std::int64_t ldy) {
+  detail::q8_tile_product("hmoe::cpu::amx::matmul_tiles(PackedQ8Blocks)", w,
+                          [&](std::int64_t p) { return &w.block(p, 0); }, row_begin, row_end, act, act_row_bytes,
+                          tokens, y, ldy);
 }
 
 /// The same product with AVX-512 VNNI on the packed B tiles, for few tokens.

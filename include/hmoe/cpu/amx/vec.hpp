@@ -1,6 +1,6 @@
 /// \file
-/// \brief The few AVX-512 operations the packed kernels need that SIMDe 0.7.4 lacks (bytes -> f32, a
-/// partial store, bf16 vector casts), with scalar stand-ins under `HMOE_EMULATE_X86`; int32 -> f32 comes from
+/// \brief The few AVX-512 operations the packed kernels need that SIMDe 0.7.4 lacks (bytes, int16 and f16 ->
+/// 32-bit lanes, a partial store, bf16 vector casts), with scalar stand-ins under `HMOE_EMULATE_X86`; int32 -> f32 comes from
 /// the AVX-512 kernels' shims.
 #pragma once
 
@@ -10,6 +10,7 @@
 
 #include "hmoe/cpu/avx512/shims.hpp"
 #include "hmoe/cpu/x86/intrinsics.hpp"
+#include "hmoe/quant/half.hpp"
 
 namespace hmoe::cpu::amx::vec {
 
@@ -30,6 +31,28 @@ HMOE_TARGET_AVX512 inline __m512 bytes_to_float(const std::uint8_t* p) {
   return _mm512_loadu_ps(f);
 #else
   return _mm512_maskz_cvtepi32_ps(0xFFFF, _mm512_maskz_cvtepu8_epi32(0xFFFF, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+#endif
+}
+
+/// 16 int16 to 16 int32 lanes.
+HMOE_TARGET_AVX512 inline __m512i int16_to_int32(const std::int16_t* p) {
+#if defined(HMOE_EMULATE_X86)
+  alignas(64) std::int32_t i[16];
+  for (int l = 0; l < 16; ++l) i[l] = p[l];
+  return _mm512_loadu_si512(i);
+#else
+  return _mm512_maskz_cvtepi16_epi32(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+#endif
+}
+
+/// 16 f16 bit patterns to 16 f32 lanes (exact).
+HMOE_TARGET_AVX512 inline __m512 halves_to_float(const std::uint16_t* p) {
+#if defined(HMOE_EMULATE_X86)
+  alignas(64) float f[16];
+  for (int l = 0; l < 16; ++l) f[l] = quant::fp16_to_fp32(p[l]);
+  return _mm512_loadu_ps(f);
+#else
+  return _mm512_maskz_cvtph_ps(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 #endif
 }
 
