@@ -106,7 +106,13 @@ Event& Event::operator=(Event&& o) noexcept {
 }
 
 void Event::record(const Stream& s) {
-  HMOE_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(e_), detail::native(s)));
+  // Inside a stream capture the record becomes an event node of the graph (cudaEventRecordExternal): every
+  // launch then records the event at that point, so a host waiting on it sees the work before the node done,
+  // not the whole graph (the decode step's per-layer graphs signal the routing copy this way).
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  HMOE_CUDA_CHECK(cudaStreamIsCapturing(detail::native(s), &capture));
+  const unsigned flags = capture == cudaStreamCaptureStatusActive ? cudaEventRecordExternal : cudaEventRecordDefault;
+  HMOE_CUDA_CHECK(cudaEventRecordWithFlags(static_cast<cudaEvent_t>(e_), detail::native(s), flags));
 }
 
 void Event::synchronize() const { HMOE_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(e_))); }

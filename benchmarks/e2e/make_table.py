@@ -63,8 +63,10 @@ def llama_rows(a):
             t = json.loads(line)
         except json.JSONDecodeError:
             continue
-        p, g = int(t.get("n_prompt", 0)), int(t.get("n_gen", 0))
+        p, g, d = int(t.get("n_prompt", 0)), int(t.get("n_gen", 0)), int(t.get("n_depth", 0))
         test = f"pp{p}" if g == 0 else f"tg{g}" if p == 0 else f"pp{p}+tg{g}"
+        if d:
+            test += f" @ d{d}"  # llama-bench's -d, named as hmoe-bench names it
         variant = a.variant
         if int(t.get("no_op_offload", 0)) == 1 and "nopo" not in variant:
             variant = "nopo" if not variant else variant + "+nopo"

@@ -201,6 +201,9 @@ stage_llama() {
   llama_run cpu "" 45 -ngl 0 -dev none -fa 1 -p 512 -n 32,128 -r "$cpu_reps"
   llama_run gpu "" 25 -ngl 99 -fa 1 -p 512,2048 -n 128 -r "$reps"
   [[ "$help" == *"-nopo"* ]] && llama_run hybrid nopo 35 -ngl 99 -ot exps=CPU -fa 1 -p 512 -n 0 -nopo 1 -r "$reps"
+  # Decode at 4k / 16k tokens of context (each repetition fills the context first) and an 8k-token prompt.
+  [[ "$help" == *"--n-depth"* ]] && llama_run hybrid context 120 -ngl 99 -ot exps=CPU -fa 1 -p 0 -n 64 -d 4096,16384 -r 2
+  llama_run hybrid "long prompt" 45 -ngl 99 -ot exps=CPU -fa 1 -p 8192 -n 0 -r 1
   cp "$tsv" "$out/"
 }
 
@@ -259,9 +262,11 @@ stage_hmoe() {
   hmoe_run hybrid "2 micro-batches, prompt experts on the CPU" 30 2 -p 2048 -n 0 -r 2 --layout hybrid --micro-batches 2 --expert-offload 0
   hmoe_run hybrid "4 of 6 experts per token" 30 2 -p 2048 -n 128 -r 2 --layout hybrid --experts-per-token 4
   hmoe_run hybrid "context" 40 2 -p 0 -n 64 -d 4096,16384 -r 2 --layout hybrid
+  hmoe_run hybrid "long prompt" 30 1 -p 8192 -n 0 -r 1 --layout hybrid
   hmoe_run gpu "" 40 2 -p 512,2048 -n 128 -r 2 --layout gpu
   hmoe_run cpu "" 60 1 -p 512 -n 32 -r 1 --layout cpu
   hmoe_run hybrid cuda-graph 30 2 -p 0 -n 128 -r 2 --layout hybrid --cuda-graph
+  hmoe_run hybrid "no layer graphs" 30 2 -p 0 -n 128 -r 2 --layout hybrid --no-layer-graphs
   cp "$tsv" "$out/"
 }
 

@@ -85,7 +85,10 @@ struct Options {
 #if HMOE_HAVE_CUDA
 using Trace = hmoe::pipeline::Trace;
 #else
-struct Trace {};  // only GPU layouts record traces; main refuses --trace without them
+struct Trace {  // only GPU layouts record traces; main refuses --trace without them
+  void write(const std::string&) const {}
+  std::size_t size() const { return 0; }
+};
 #endif
 
 double peak_rss_gib() {

@@ -33,7 +33,9 @@ attention with the norms and the routers (all mandatory: refused when they do no
 the dense layers' FFN, the output head, then routed experts one at a time, hottest first by the router
 statistics. An item that does not fit stays in host RAM and the next one is tried. Without --stats no routed
 expert is placed. The token embedding stays in host RAM. Prints the plan, with the share of routed-expert
-traffic (by the statistics) the GPU copies would serve. Nothing is allocated.
+traffic (by the statistics) the GPU copies would serve, and the flags that run those experts on the GPU in
+hmoe-chat, hmoe-bench and hmoe-eval (--layout hybrid --gpu-experts-budget BYTES --expert-stats FILE; see
+docs/placement.md). Nothing is allocated.
 
   -m, --model FILE    GGUF file; for split files give the -00001-of-0000N part
   --gpu-mem SIZE      GPU memory the plan may fill: bytes, or with K, M, G, T (binary: 24G = 24 GiB; KiB,
@@ -70,26 +72,8 @@ long long parse_count(const std::string& flag, const std::string& s) {
 
 /// "24G", "1.5GiB", "800M", "123456" -> bytes (binary units).
 std::uint64_t parse_size(const std::string& s) {
-  std::size_t used = 0;
-  double v = -1;
-  try {
-    v = std::stod(s, &used);
-  } catch (...) {
-  }
-  std::string unit = s.substr(std::min(used, s.size()));
-  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (unit.ends_with("IB")) unit.resize(unit.size() - 2);
-  else if (unit.size() > 1 && unit.ends_with("B")) unit.pop_back();
-  double scale = 0;
-  if (unit.empty() || unit == "B") scale = 1;
-  else if (unit == "K") scale = 0x1p10;
-  else if (unit == "M") scale = 0x1p20;
-  else if (unit == "G") scale = 0x1p30;
-  else if (unit == "T") scale = 0x1p40;
-  const double bytes = v * scale;
-  if (!(v >= 0) || scale == 0 || !(bytes < 0x1p63))
-    fail("--gpu-mem: '" + s + "' is not a size (e.g. 24G, 1.5G, 800M, 123456)");
-  return static_cast<std::uint64_t>(std::llround(bytes));
+  if (const auto bytes = hmoe::parse_bytes(s)) return *bytes;
+  fail("--gpu-mem: '" + s + "' is not a size (e.g. 24G, 1.5G, 800M, 123456)");
 }
 
 struct Options {
@@ -110,6 +94,18 @@ int print_plan(const hmoe::gguf::File& file, const hmoe::DeepSeekHParams& h, con
             << " routed experts (top-" << h.experts_used << ", " << h.shared_experts << " shared), KV cache " << kv
             << " for " << o.ctx << " tokens\n"
             << hmoe::format(plan);
+  // The same experts in a running model: a budget of exactly their bytes picks them again (first fit, hottest
+  // first), provided the hybrid layout's other groups are all on the GPU, as that layout keeps them.
+  const bool groups_on_gpu = std::all_of(plan.groups.begin(), plan.groups.end(), [](const hmoe::PlanGroup& g) {
+    return g.on_gpu || g.tensors == 0 || g.group == hmoe::TensorGroup::Embedding;
+  });
+  if (!plan.placed.empty() && groups_on_gpu) {
+    std::cout << "run these experts on the GPU: hmoe-chat -m " << o.model_path << " --layout hybrid --gpu-experts-budget "
+              << plan.routed_gpu_bytes();
+    for (const auto& path : o.stats.empty() ? std::vector<std::string>{o.stats_out} : o.stats)
+      std::cout << " --expert-stats " << path;
+    std::cout << "\n";
+  }
   return 0;
 }
 

@@ -19,6 +19,8 @@
 #include <string>
 #include <vector>
 
+#include "model_runs.hpp"
+
 #include "../support/closeness.hpp"
 #include "../unit/model/logits_compare.hpp"
 
@@ -27,23 +29,9 @@ using namespace hmoe;
 
 namespace {
 
-enum class Mode { Prefill, Decode, Chunked };
-std::string name_of(Mode m) { return m == Mode::Prefill ? "prefill" : m == Mode::Decode ? "decode" : "chunked"; }
-
-template <class Model>
-std::vector<float> run(const Model& model, cpu::ThreadPool& pool, const std::vector<std::int32_t>& tokens, Mode mode) {
-  auto cache = model.make_cache(static_cast<std::int64_t>(tokens.size()));
-  if (mode == Mode::Prefill) return model.forward(pool, tokens, cache);
-  std::vector<float> got;
-  const std::size_t step = mode == Mode::Decode ? 1 : 19;  // 19: GEMM path, then a short remainder (GEMV)
-  for (std::size_t i = 0; i < tokens.size(); i += step) {
-    // One token with Logits::Last is the decode step a CUDA graph captures (where the layout allows one).
-    const auto part = model.forward(pool, std::span(tokens).subspan(i, std::min(step, tokens.size() - i)), cache,
-                                    step == 1 ? Logits::Last : Logits::All);
-    got.insert(got.end(), part.begin(), part.end());
-  }
-  return got;
-}
+using test::Mode;
+using test::name_of;
+using test::run;
 
 
 fs::path hf_logits(const fs::path& file) {
@@ -61,19 +49,23 @@ void check_exact(const fs::path& file, const std::string& layout, gpu::GpuOption
   auto ref_cache = reference.make_cache(static_cast<std::int64_t>(tokens.size()));
   const auto want = reference.forward(pool, tokens, ref_cache);
   options.max_batch_tokens = 40;  // so the prefill of a 64-token file runs in two chunks
-  // With graphs on (decode steps captured where the layout allows) every mode; with them off, decode again.
-  for (const bool graph : {true, false}) {
-    options.cuda_graph = graph;
+  // Decode steps three ways where the layout allows graphs (the all-GPU one runs them as launches): the whole
+  // step as one graph (every mode), per-layer graphs, plain launches (decode again).
+  enum class Path { Graph, LayerGraphs, Launches };
+  for (const auto path : {Path::Graph, Path::LayerGraphs, Path::Launches}) {
+    options.cuda_graph = path == Path::Graph;
+    options.layer_graphs = path == Path::LayerGraphs;
     const auto model = Model::load(gguf::File::open(file), options);
     const auto vocab = model.hparams().vocab;
+    const char* how = path == Path::Graph ? " (graph)" : path == Path::LayerGraphs ? " (layer graphs)" : " (launches)";
     for (const auto mode : {Mode::Prefill, Mode::Decode, Mode::Chunked}) {
-      if (!graph && mode != Mode::Decode) continue;
+      if (path != Path::Graph && mode != Mode::Decode) continue;
       const auto got = run(model, pool, tokens, mode);
       REQUIRE(got.size() == want.size());
       const auto vs_ref = test::compare_logits(got, want, vocab);
       const auto vs_hf = test::compare_logits(got, hf, vocab);
       MESSAGE(layout << " " << file.parent_path().filename().string() << "/" << file.filename().string() << " "
-                     << name_of(mode) << std::string(mode == Mode::Decode ? (graph ? " (graph)" : " (no graph)") : "")
+                     << name_of(mode) << std::string(mode == Mode::Decode ? how : "")
                      << ": vs CPU reference worst rel-L2 " << vs_ref.worst_rel_l2 << " (top-1 flips "
                      << vs_ref.argmax_mismatches << "); vs HF worst rel-L2 " << vs_hf.worst_rel_l2);
       CHECK(vs_ref.worst_rel_l2 <= 1e-4);
@@ -250,6 +242,14 @@ TEST_CASE("a trace records every block of every micro-batch on the GPU and CPU t
   CHECK(count("\"ph\":\"X\"") == static_cast<std::int64_t>(trace.size()));
   CHECK(text.find("nan") == std::string::npos);
   fs::remove(path);
+
+  // A decode step runs the layer graphs: per MoE layer one span for the graph (launch to routing copy) and one
+  // for the CPU experts, then the head's graph.
+  pipeline::Trace decode_trace;
+  model.set_trace(&decode_trace);
+  (void)model.forward(pool, std::span(tokens).subspan(0, 1), cache, Logits::Last);
+  model.set_trace(nullptr);
+  CHECK(decode_trace.size() == static_cast<std::size_t>(2 * moe_layers + 1));
 }
 
 TEST_CASE("a bf16 paged cache is refused for a model whose MLA shape the tile kernels do not take") {

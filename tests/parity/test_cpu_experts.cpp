@@ -26,6 +26,7 @@
 #include <sstream>
 
 #include "../support/closeness.hpp"
+#include "../support/isa_skip.hpp"
 #include "../unit/model/logits_compare.hpp"
 
 namespace fs = std::filesystem;
@@ -33,12 +34,7 @@ using namespace hmoe;
 
 namespace {
 
-template <class IsaTag>
-bool skip_without() {
-  if (cpu::x86::emulated || IsaTag::available()) return false;
-  MESSAGE("skipped: this CPU has no " << IsaTag::name << " (the _emulated test runs the same kernels on SIMDe)");
-  return true;
-}
+using test::skip_without;
 
 std::string describe(std::string_view isa, std::string_view quant) {
   return std::string(isa) + "/" + std::string(quant) + (cpu::x86::emulated ? " (emulated)" : "");

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -23,12 +24,21 @@
 
 namespace hmoe::cpu {
 
-/// Rows exactly as the file stores them, multiplied by the AVX-512 kernel for format F.
+/// Rows exactly as the file stores them, multiplied by the AVX-512 kernel for format F: read in place from the
+/// file's mapping, or from a copy (`copy`, with `w.data` pointing into it).
 template <class F>
 struct StoredRows {
   using format = F;
   WeightMatrix w;
+  amx::AlignedBytes copy;
 };
+
+/// Where `bind_expert_matrix` leaves rows that run as stored: read in place from the file's mapping, or copied
+/// into memory the binding thread allocates and writes. A mapped page lands on whichever NUMA node the page
+/// cache put it, and first touch cannot move it; a copy made by a thread of the owner node lands on that node
+/// (NUMA sharding, FusedExperts::bind). The copy replaces the mapping for these rows: the kernels never read
+/// those file pages again, so the page cache may drop them.
+enum class Rows { Mapped, Copied };
 
 template <class K> inline constexpr bool is_stored = false;
 template <class F> inline constexpr bool is_stored<StoredRows<F>> = true;
@@ -104,6 +114,17 @@ class ExpertMatrix {
         kernel_);
   }
 
+  /// Whether the kernel reads the weights in place from the file's mapping (stored rows bound with Rows::Mapped),
+  /// rather than from memory allocated at load (packed formats, copied rows).
+  bool reads_mapping() const {
+    return std::visit(
+        []<class K>(const K& k) {
+          if constexpr (is_stored<K>) return k.copy.size() == 0;
+          else return false;
+        },
+        kernel_);
+  }
+
   /// "AVX512 Q6_K", "AMX Q4_K", ...: what the load report prints.
   std::string kernel_name() const {
     return std::visit(
@@ -134,15 +155,27 @@ namespace detail {
                    std::string(isa) + "> with Quant<" + std::string(quant) + "> cannot run; " + std::string(hint));
 }
 
+/// w's rows as stored, in place or copied (the copy is allocated, zeroed and filled by this thread).
+template <class F>
+StoredRows<F> stored_rows(const WeightMatrix& w, Rows rows) {
+  StoredRows<F> s{w, {}};
+  if (rows == Rows::Copied) {
+    s.copy = amx::AlignedBytes(static_cast<std::size_t>(w.rows) * w.row_bytes);
+    std::memcpy(s.copy.data(), w.data, s.copy.size());
+    s.w.data = s.copy.data();
+  }
+  return s;
+}
+
 /// The stored ggml rows with the AVX-512 kernel for their format, if there is one.
-inline bool bind_stored(const WeightMatrix& w, ExpertMatrix::Kernel& k) {
+inline bool bind_stored(const WeightMatrix& w, Rows rows, ExpertMatrix::Kernel& k) {
   switch (w.type) {
-    case GgmlType::Q4_K: k = StoredRows<Q4_K>{w}; return true;
-    case GgmlType::Q5_K: k = StoredRows<Q5_K>{w}; return true;
-    case GgmlType::Q6_K: k = StoredRows<Q6_K>{w}; return true;
-    case GgmlType::Q5_0: k = StoredRows<Q5_0>{w}; return true;
-    case GgmlType::Q8_0: k = StoredRows<Q8_0>{w}; return true;
-    case GgmlType::BF16: k = StoredRows<BF16>{w}; return true;
+    case GgmlType::Q4_K: k = stored_rows<Q4_K>(w, rows); return true;
+    case GgmlType::Q5_K: k = stored_rows<Q5_K>(w, rows); return true;
+    case GgmlType::Q6_K: k = stored_rows<Q6_K>(w, rows); return true;
+    case GgmlType::Q5_0: k = stored_rows<Q5_0>(w, rows); return true;
+    case GgmlType::Q8_0: k = stored_rows<Q8_0>(w, rows); return true;
+    case GgmlType::BF16: k = stored_rows<BF16>(w, rows); return true;
     default: return false;
   }
 }
@@ -156,8 +189,10 @@ inline bool bind_stored(const WeightMatrix& w, ExpertMatrix::Kernel& k) {
 /// - `Quant<Q4_K|Q5_K|Q6_K|Q5_0|Q8_0>`: the file must store exactly that format (no silent conversion).
 /// - `Quant<Int8>` / `Quant<BF16>`: converted at load from any stored format (Int8 is lossy: per-channel
 ///   scales; BF16 from a quantized file is exact, from F32 rounds).
+/// `rows` says whether rows that run as stored stay in the mapping or are copied (NUMA placement); packed
+/// formats are always new memory, written by the calling thread.
 template <class IsaTag, class Format>
-ExpertMatrix bind_expert_matrix(const WeightMatrix& w) {
+ExpertMatrix bind_expert_matrix(const WeightMatrix& w, Rows rows = Rows::Mapped) {
   static_assert(std::is_same_v<IsaTag, AVX512> || std::is_same_v<IsaTag, AMX>,
                 "hmoe: bind_expert_matrix is for the AVX-512 and AMX kernels; Isa<Generic> uses the reference path");
   constexpr bool amx_tiles = std::is_same_v<IsaTag, AMX>;
@@ -167,18 +202,18 @@ ExpertMatrix bind_expert_matrix(const WeightMatrix& w) {
     else if (amx_tiles && w.type == GgmlType::BF16) k = amx::PackedBF16::pack(w);
     else if (amx_tiles && w.type == GgmlType::Q8_0) k = amx::PackedQ8Blocks::pack(w);
     else if (amx_tiles && w.type == GgmlType::Q5_0) k = amx::PackedQ5Blocks::pack(w);
-    else if (!detail::bind_stored(w, k))
+    else if (!detail::bind_stored(w, rows, k))
       detail::refuse(w, IsaTag::name, Format::name, "convert it with Quant<Int8> or Quant<BF16>, or use Isa<Generic>");
   } else if constexpr (std::is_same_v<Format, Int8>) {
     k = amx::PackedInt8::pack(w);
   } else if constexpr (std::is_same_v<Format, BF16>) {
-    if (!amx_tiles && w.type == GgmlType::BF16) k = StoredRows<BF16>{w};
+    if (!amx_tiles && w.type == GgmlType::BF16) k = detail::stored_rows<BF16>(w, rows);
     else k = amx::PackedBF16::pack(w);
   } else {
     if (w.type != *Format::ggml)
       detail::refuse(w, IsaTag::name, Format::name, "use Quant<Stored> to run each tensor in the format the file stores");
     if constexpr (amx_tiles && std::is_same_v<Format, Q4_K>) k = amx::PackedQ4K::pack(w);
-    else k = StoredRows<Format>{w};
+    else k = detail::stored_rows<Format>(w, rows);
   }
   return ExpertMatrix(std::move(k), w.rows, w.cols, amx_tiles);
 }

@@ -34,7 +34,7 @@ class Event {
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
 
-  void record(const Stream& s);
+  void record(const Stream& s);  ///< during a capture of s: an event node, recorded by each launch of the graph
   void synchronize() const;
   bool ready() const;                      ///< true once the recorded work has finished
   void wait_in(const Stream& s) const;     ///< later work on s waits for this event

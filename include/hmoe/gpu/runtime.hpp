@@ -15,6 +15,7 @@
 #include "hmoe/cuda/host_memory.hpp"
 #include "hmoe/cuda/matrix.hpp"
 #include "hmoe/cuda/stream.hpp"
+#include "hmoe/gpu/resident_experts.hpp"
 #include "hmoe/model/hparams.hpp"
 
 namespace hmoe::gpu {
@@ -35,6 +36,10 @@ struct GpuOptions {
   /// Off by default: measured slower on the H100 machine (V2-Lite hybrid tg128 33.5 vs 40.7 tok/s; the host
   /// function hand-off per MoE layer costs more than the launches it saves; benchmarks/results/e2e.md).
   bool cuda_graph = false;
+  /// Decode steps (one token, last logits) with the GPU's work between two MoE layers' CPU experts captured as one
+  /// CUDA graph per layer (the copy back, attention, router, the copy out, shared experts): one launch a layer
+  /// instead of about twenty kernel launches, and the CPU starts as soon as the routing is on the host.
+  bool layer_graphs = true;
   /// Micro-batches of a prompt in a `Pipeline<CpuGpuOverlap<N>>` layout: 0 = N, else 1 to 8 (for measuring).
   int micro_batches = 0;
   /// Fewest tokens a micro-batch may have: below it a prompt runs in fewer micro-batches (each one makes the CPU
@@ -44,6 +49,11 @@ struct GpuOptions {
   /// expert weights copied over PCIe while the layer before computes (gpu/expert_offload.hpp); 0 = never. Needs
   /// two layers' expert bytes of GPU memory (refused at load, with a message, when they do not fit).
   std::int64_t expert_offload_min_tokens = 256;
+  /// Hybrid layout: per block (blk.N), the routed experts also kept in GPU memory (as the file stores them);
+  /// the pairs routed to them run on the GPU while the CPU runs the rest. PlacementPlan::gpu_experts_by_layer()
+  /// gives a plan's choice. Checked at load (ids, duplicates, dense blocks, free memory); refused with the
+  /// all-GPU layout and with cuda_graph. Empty = every routed expert on the CPU.
+  ResidentExperts resident_experts;
   /// Changes to the file's hyper-parameters (experts per token).
   ModelOverrides overrides;
 };

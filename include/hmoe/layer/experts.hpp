@@ -29,24 +29,34 @@ class Experts {
  public:
   using policies = P;
 
-  Experts(const gguf::File& f, const DeepSeekHParams& h, int layer) : hidden_(h.hidden) {
+  /// `placer`: a pool whose threads bind (pack, or copy) the experts node by node, so that each expert's weights
+  /// live in the memory of the NUMA node that will run it (cpu::FusedExperts::bind, docs/numa.md). By default
+  /// the pool of an enclosing cpu::PlaceExpertsOn scope, if any. The reference path ignores it.
+  Experts(const gguf::File& f, const DeepSeekHParams& h, int layer,
+          cpu::ThreadPool* placer = cpu::PlaceExpertsOn::pool())
+      : hidden_(h.hidden) {
     if constexpr (!cpu::x86::emulated) P::require_available("Experts");
-    cpu::ExpertSet set{h.hidden, h.expert_ffn, {}, {}, {}};
-    for (std::int64_t e = 0; e < h.experts; ++e) {
-      SwiGluWeights w{slice(f, block_tensor(layer, "ffn_gate_exps.weight"), e, h.experts, h.expert_ffn, h.hidden),
-                      slice(f, block_tensor(layer, "ffn_up_exps.weight"), e, h.experts, h.expert_ffn, h.hidden),
-                      slice(f, block_tensor(layer, "ffn_down_exps.weight"), e, h.experts, h.hidden, h.expert_ffn),
-                      h.hidden, h.expert_ffn};
-      if constexpr (reference) {
-        experts_.push_back(w);
-      } else {
+    auto weights = [&](std::int64_t e) {
+      return SwiGluWeights{slice(f, block_tensor(layer, "ffn_gate_exps.weight"), e, h.experts, h.expert_ffn, h.hidden),
+                           slice(f, block_tensor(layer, "ffn_up_exps.weight"), e, h.experts, h.expert_ffn, h.hidden),
+                           slice(f, block_tensor(layer, "ffn_down_exps.weight"), e, h.experts, h.hidden, h.expert_ffn),
+                           h.hidden, h.expert_ffn};
+    };
+    if constexpr (reference) {
+      for (std::int64_t e = 0; e < h.experts; ++e) experts_.push_back(weights(e));
+    } else {
+      // The views are made here, on the loading thread (slice reads the file's index); only binding runs on
+      // the placer's threads.
+      std::vector<SwiGluWeights> views;
+      for (std::int64_t e = 0; e < h.experts; ++e) views.push_back(weights(e));
+      fused_.emplace(cpu::FusedExperts::bind(h.experts, h.hidden, h.expert_ffn, placer, [&](std::int64_t e, cpu::Rows rows) {
+        using I = typename P::isa;
         using F = typename P::format;
-        set.gate.push_back(cpu::bind_expert_matrix<typename P::isa, F>(w.gate));
-        set.up.push_back(cpu::bind_expert_matrix<typename P::isa, F>(w.up));
-        set.down.push_back(cpu::bind_expert_matrix<typename P::isa, F>(w.down));
-      }
+        const auto& w = views[static_cast<std::size_t>(e)];
+        return cpu::ExpertMatrices{cpu::bind_expert_matrix<I, F>(w.gate, rows), cpu::bind_expert_matrix<I, F>(w.up, rows),
+                                   cpu::bind_expert_matrix<I, F>(w.down, rows)};
+      }));
     }
-    if constexpr (!reference) fused_.emplace(std::move(set));
   }
 
   /// What runs each role, e.g. "gate AMX Q4_K, up AMX Q4_K, down AVX512 Q6_K" (expert 0's; all experts of a
@@ -59,12 +69,20 @@ class Experts {
     }
   }
 
+  /// The fused kernels' layer (where each expert was placed, and the per-node run counts, live there).
+  const cpu::FusedExperts& fused() const
+    requires(!reference)
+  {
+    return *fused_;
+  }
+
   /// out (tokens × hidden) += Σ_k weight · expert_k(x) for the routed experts of each token.
   void forward(cpu::ThreadPool& pool, const float* x, const Routing& routing, float* out) const {
     forward(pool, x, routing.tokens, routing.per_token, routing.expert.data(), routing.weight.data(), out);
   }
 
-  /// The same over raw routing arrays: expert[t * per_token + j] with weight[t * per_token + j].
+  /// The same over raw routing arrays: expert[t * per_token + j] with weight[t * per_token + j]. Pairs with an
+  /// id < 0 run elsewhere (experts resident on the GPU) and are skipped, on every path.
   void forward(cpu::ThreadPool& pool, const float* x, std::int64_t tokens, std::int64_t per_token,
                const std::int32_t* expert, const float* weight, float* out) const {
     if constexpr (!reference) {
@@ -74,7 +92,7 @@ class Experts {
     const auto hidden = hidden_;    // (token, weight) pairs routed to each expert, in token order.
     std::vector<std::vector<std::pair<std::int64_t, float>>> routed(experts_.size());
     for (std::int64_t i = 0; i < tokens * per_token; ++i)
-      routed[static_cast<std::size_t>(expert[i])].emplace_back(i / per_token, weight[i]);
+      if (expert[i] >= 0) routed[static_cast<std::size_t>(expert[i])].emplace_back(i / per_token, weight[i]);
     std::vector<float> xs, ys;
     for (std::size_t e = 0; e < experts_.size(); ++e) {
       const auto& rows = routed[e];

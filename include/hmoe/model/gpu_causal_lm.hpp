@@ -20,6 +20,8 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <type_traits>
+#include <utility>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -109,7 +111,9 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
       stream_.synchronize();
       trace_->begin_pass(stream_);
     }
-    const bool graph = opts_.cuda_graph && !MoeBlock::routed_on_gpu && total == 1 && which == Logits::Last;
+    const bool decode = !MoeBlock::routed_on_gpu && total == 1 && which == Logits::Last;
+    const bool graph = opts_.cuda_graph && decode;
+    const bool layer_graphs = opts_.layer_graphs && decode && !graph;
     std::vector<float> logits(static_cast<std::size_t>((which == Logits::All ? total : 1) * vocab));
     for (std::int64_t c0 = 0; c0 < total; c0 += opts_.max_batch_tokens) {
       const auto n = std::min(opts_.max_batch_tokens, total - c0);
@@ -118,7 +122,11 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
       const auto chunk = tokens.subspan(static_cast<std::size_t>(c0), static_cast<std::size_t>(n));
       float* dst = logits.data() + (which == Logits::All ? c0 * vocab : 0);
       if (graph) run_graph(pool, chunk, cache, dst);
-      else run_chunk(pool, chunk, cache, first, dst);
+      else if (layer_graphs) {
+        if constexpr (!MoeBlock::routed_on_gpu) run_layer_graphs(pool, chunk, cache, dst);
+      } else {
+        run_chunk(pool, chunk, cache, first, dst);
+      }
       cache.commit(n);
     }
     if (trace_) trace_->end_pass();
@@ -136,6 +144,16 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
                        "file has " + std::to_string(h_.kv_lora_rank) + " + " + std::to_string(h_.qk_rope) +
                        "; use the f32 cache");
     device_.make_current();
+    const auto& resident = opts_.resident_experts;
+    const auto resident_n = gpu::resident_count(resident);
+    if constexpr (MoeBlock::routed_on_gpu)
+      if (resident_n > 0)
+        throw std::invalid_argument("GpuOptions::resident_experts is for the hybrid layout: this one keeps every "
+                                    "routed expert on the GPU already");
+    gpu::check_resident_experts(resident, h_);
+    if (resident_n > 0 && opts_.cuda_graph)
+      throw std::invalid_argument("GpuOptions::resident_experts cannot run in a CUDA graph (cuda_graph): their "
+                                  "tokens are grouped by expert on the host every step; turn one of them off");
 
     // What goes where, checked against the device before anything is uploaded.
     auto plan = LayoutPlan::hybrid();
@@ -145,6 +163,11 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
     const auto report = memory_report(file_, h_, plan, 0);
     if (progress) progress(format(report, plan));
     require_fits(report, device_.free_memory(), ~std::uint64_t{0}, "this layout of " + file_.path().filename().string());
+    std::uint64_t resident_bytes = 0;
+    for (int l = 0; l < h_.layers && resident_n > 0; ++l)
+      if (const auto ids = gpu::resident_ids(resident, l); !ids.empty())
+        resident_bytes += gpu::ExpertTensors(file_, h_, l).bytes / static_cast<std::uint64_t>(h_.experts) * ids.size();
+    gpu::require_resident_fits(resident_n, resident_bytes, report.gpu_bytes, device_.free_memory());
 
     embedding_ = matrix(file_, "token_embd.weight", h_.vocab, h_.hidden);
     output_norm_ = gpu::to_device(vector_f32(file_, "output_norm.weight", h_.hidden));
@@ -162,10 +185,14 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
     weight_bytes_ = output_norm_.bytes() + output_.bytes();
     for (int l = 0; l < h_.layers; ++l) {
       if (l < h_.dense_layers) weight_bytes_ += dense_.emplace_back(file_, h_, l).bytes();
-      else weight_bytes_ += moe_.emplace_back(file_, h_, l).bytes();
+      else if constexpr (MoeBlock::routed_on_gpu) weight_bytes_ += moe_.emplace_back(file_, h_, l).bytes();
+      else weight_bytes_ += moe_.emplace_back(file_, h_, l, gpu::resident_ids(resident, l)).bytes();
       if (progress) progress("uploaded block " + std::to_string(l + 1) + " of " + std::to_string(h_.layers));
     }
 
+    if (resident_n > 0 && progress)
+      progress(std::to_string(resident_n) + " routed experts resident on the GPU (" + bytes_text(resident_bytes) +
+               "): their tokens run there, the rest on the CPU");
     if constexpr (!MoeBlock::routed_on_gpu) {
       std::size_t layer_bytes = 0;
       for (const auto& l : moe_) layer_bytes = std::max(layer_bytes, l.ffn().expert_tensors().bytes);
@@ -198,7 +225,8 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
       const auto capacity = b == 0 ? opts_.max_batch_tokens : (opts_.max_batch_tokens + 1) / 2;
       lane.scratch.reserve(static_cast<std::size_t>(capacity * std::max(per_token, head)) * sizeof(float) +
                            (std::size_t{1} << 20));
-      lane.host.reserve(capacity, h_.hidden, h_.experts_used, h_.vocab);
+      // Resident experts stage their grouped rows after the routing (MoeLayer::run_gpu_experts): twice the pairs.
+      lane.host.reserve(capacity, h_.hidden, (resident_n > 0 ? 2 : 1) * h_.experts_used, h_.vocab);
       lane.positions = cuda::Buffer(static_cast<std::size_t>(capacity + 1) * sizeof(std::int32_t));
     }
     x_ = cuda::Buffer(static_cast<std::size_t>(opts_.max_batch_tokens * h_.hidden) * sizeof(float));
@@ -356,6 +384,7 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
         const double t0 = tr ? pipeline::Trace::now_us() : 0.0;
         co_await pipeline::async_ready(lane.copied, use_awaitable);
         const double t1 = tr ? pipeline::Trace::now_us() : 0.0;
+        moe.run_gpu_experts(s, normed, handoff);  // resident experts (if any) on the GPU while the CPU runs the rest
         moe.run_cpu_experts(s.pool, lane.host, n);
         if (tr) {
           const double t2 = pipeline::Trace::now_us();
@@ -415,6 +444,109 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
     std::memcpy(dst, lane.host.logits.data(), static_cast<std::size_t>(h_.vocab) * sizeof(float));
   }
 
+  /// One decode step with the GPU's work between MoE layers as captured graphs (GpuOptions::layer_graphs): graph j
+  /// does everything from the end of MoE layer j-1's CPU experts to the start of layer j's -- the copy back and
+  /// add, attention, router, the copy out (whose event the host waits on), shared experts; graph 0 also the inputs
+  /// and dense blocks, the last one the head. Captured on first use per cache, replayed after (the kernels read
+  /// positions and lengths from device memory).
+  void run_layer_graphs(cpu::ThreadPool& pool, std::span<const std::int32_t> chunk, Cache& cache, float* dst) const
+    requires(!MoeBlock::routed_on_gpu)
+  {
+    auto& lane = lanes_[0];
+    stage_inputs(lane, chunk, 0, 1, cache.size());
+    auto s = step_for(pool, lane, 1, cache.size());
+    if (layer_graphs_.empty() || layer_graphs_cache_ != cache.id()) capture_layer_graphs(s, lane, cache);
+    // A trace gets host-clock spans: from a graph's launch to its routing copy (the GPU's part, launch included),
+    // and the CPU experts.
+    auto* tr = trace_;
+    auto now = [&] { return tr ? pipeline::Trace::now_us() : 0.0; };
+    const auto dense = static_cast<int>(dense_.size());
+    try {
+      for (std::size_t j = 0; j < moe_.size(); ++j) {
+        const double t0 = now();
+        layer_graphs_[j].launch(stream_);
+        while (!lane.copied.ready()) {
+        }  // a few microseconds: the graph's routing copy
+        const double t1 = now();
+        const auto& held = layer_io_[j];
+        moe_[j].ffn().run_gpu_experts(s, held.normed, held.handoff);
+        moe_[j].ffn().run_cpu_experts(pool, lane.host, 1);
+        if (tr) {
+          const int l = dense + static_cast<int>(j);
+          tr->host_span(pipeline::Track::Gpu, "graph: copy in, add, attention, router, copy out L" + std::to_string(l),
+                        t0, t1, l, 0);
+          tr->host_span(pipeline::Track::CpuExperts, "routed experts L" + std::to_string(l), t1, now(), l, 0);
+        }
+      }
+      const double t0 = now();
+      layer_graphs_.back().launch(stream_);
+      stream_.synchronize();
+      if (tr) tr->host_span(pipeline::Track::Gpu, "graph: copy in, add, output head", t0, now(), h_.layers, 0);
+    } catch (...) {
+      try { stream_.synchronize(); } catch (...) {}
+      throw;
+    }
+    std::memcpy(dst, lane.host.logits.data(), static_cast<std::size_t>(h_.vocab) * sizeof(float));
+  }
+
+  void capture_layer_graphs(gpu::GpuStep& s, Lane& lane, Cache& cache) const
+    requires(!MoeBlock::routed_on_gpu)
+  {
+    layer_graphs_.clear();
+    layer_graphs_cache_ = 0;
+    const auto hidden = h_.hidden;
+    float* x = x_.as<float>();
+    // Each MoE layer's normed input, output and hand-off live from its graph to the next one: a scratch per layer.
+    if (layer_scratch_.size() != moe_.size()) {
+      layer_scratch_ = std::vector<gpu::Scratch>(moe_.size());
+      for (auto& sc : layer_scratch_)
+        sc.reserve(static_cast<std::size_t>(MoeBlock::scratch_per_token(h_) + 2 * hidden) * sizeof(float) + 8192);
+    }
+    layer_io_.clear();
+    for (std::size_t j = 0; j < moe_.size(); ++j) {
+      auto& sc = layer_scratch_[j];
+      gpu::Scratch::Frame frame(sc);  // the graphs keep the addresses; nothing else takes from this scratch
+      float* normed = frame.take<float>(hidden);
+      float* delta = frame.take<float>(hidden);
+      layer_io_.push_back({normed, delta, moe_[j].ffn().handoff(frame, 1)});
+    }
+    s.graph = true;
+    for (std::size_t k = 0; k <= moe_.size(); ++k) {
+      cuda::Graph::begin_capture(stream_);
+      try {
+        if (k == 0) {
+          cuda::copy_async(x, lane.host.x.data(), static_cast<std::size_t>(hidden) * sizeof(float), stream_);
+          cuda::copy_async(lane.positions.data(), lane.host.positions.data(), 2 * sizeof(std::int32_t), stream_);
+          for (const auto& block : dense_) {
+            gpu::Scratch::Frame frame(lane.scratch);
+            float* normed = frame.take<float>(hidden);
+            float* delta = frame.take<float>(hidden);
+            block.attend(s, x, cache, normed);
+            block.ffn().forward(s, normed, delta);
+            cuda::add_inplace(x, delta, hidden, stream_);
+          }
+        } else {
+          const auto& prev = layer_io_[k - 1];
+          moe_[k - 1].ffn().finish(s, prev.normed, prev.handoff, mode::overlap, prev.delta);
+          cuda::add_inplace(x, prev.delta, hidden, stream_);
+        }
+        if (k < moe_.size()) {
+          const auto& io = layer_io_[k];
+          moe_[k].attend(s, x, cache, io.normed);
+          moe_[k].ffn().begin(s, io.normed, io.handoff, mode::overlap);  // records lane.copied: an event node
+        } else {
+          enqueue_head(s, lane, x, 1);
+        }
+      } catch (...) {
+        try { (void)cuda::Graph::end_capture(stream_); } catch (...) {}
+        layer_graphs_.clear();
+        throw;
+      }
+      layer_graphs_.push_back(cuda::Graph::end_capture(stream_));
+    }
+    layer_graphs_cache_ = cache.id();
+  }
+
   std::vector<DenseBlock> dense_;
   std::vector<MoeBlock> moe_;
   std::size_t weight_bytes_ = 0;
@@ -428,6 +560,16 @@ class CausalLM<D, DenseBlock, MoeBlock, PipelineP> {
   mutable std::optional<gpu::ExpertOffload> offload_;  ///< hybrid layout: experts of long prompts on the GPU
   mutable cuda::Graph graph_;          ///< the captured decode step, bound to one cache
   mutable std::uint64_t graph_cache_ = 0;
+  /// What a MoE layer's graphs pass to each other in a layer-graph decode step (device addresses).
+  struct LayerIo {
+    float* normed;
+    float* delta;
+    typename std::remove_cvref_t<decltype(std::declval<const MoeBlock&>().ffn())>::Handoff handoff;
+  };
+  mutable std::vector<cuda::Graph> layer_graphs_;  ///< one per MoE layer, then the head; bound to one cache
+  mutable std::uint64_t layer_graphs_cache_ = 0;
+  mutable std::vector<gpu::Scratch> layer_scratch_;
+  mutable std::vector<LayerIo> layer_io_;
 };
 
 }  // namespace hmoe

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <concepts>
 #include <cstdint>
+#include <utility>
 
 #include "hmoe/cuda/rms_norm.hpp"
 #include "hmoe/cuda/rows.hpp"
@@ -30,10 +31,12 @@ class DecoderLayer<Attn, Ffn> {
     else return false;
   }();
 
-  DecoderLayer(const gguf::File& f, const DeepSeekHParams& h, int layer)
+  /// `ffn_args` go to the FFN's constructor after (f, h, layer): e.g. a hybrid MoE layer's resident experts.
+  template <class... FfnArgs>
+  DecoderLayer(const gguf::File& f, const DeepSeekHParams& h, int layer, FfnArgs&&... ffn_args)
       : h_(h), attn_norm_(gpu::to_device(vector_f32(f, block_tensor(layer, "attn_norm.weight"), h.hidden))),
         ffn_norm_(gpu::to_device(vector_f32(f, block_tensor(layer, "ffn_norm.weight"), h.hidden))), attn_(f, h, layer),
-        ffn_(f, h, layer) {}
+        ffn_(f, h, layer, std::forward<FfnArgs>(ffn_args)...) {}
 
   std::size_t bytes() const { return attn_norm_.bytes() + ffn_norm_.bytes() + attn_.bytes() + ffn_.bytes(); }
 

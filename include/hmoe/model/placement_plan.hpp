@@ -18,6 +18,8 @@
 #pragma once
 
 #include <algorithm>
+#include <cctype>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <optional>
@@ -94,6 +96,13 @@ struct PlacementPlan {
     for (std::size_t e = 0; e < m.size(); ++e)
       if (m[e]) ids.push_back(static_cast<std::int32_t>(e));
     return ids;
+  }
+  /// gpu_experts(layer) for every block, indexed by blk.N (empty for dense blocks): the shape of
+  /// gpu::GpuOptions::resident_experts, which runs the plan's routed experts in the hybrid layout.
+  std::vector<std::vector<std::int32_t>> gpu_experts_by_layer() const {
+    std::vector<std::vector<std::int32_t>> out(static_cast<std::size_t>(layers));
+    for (std::int64_t l = 0; l < layers; ++l) out[static_cast<std::size_t>(l)] = gpu_experts(static_cast<int>(l));
+    return out;
   }
   /// Bytes of the routed experts the plan puts on the GPU.
   std::uint64_t routed_gpu_bytes() const {
@@ -224,6 +233,62 @@ inline PlacementPlan plan_placement(const gguf::File& f, const DeepSeekHParams& 
   }
   p.layout.on_gpu[static_cast<std::size_t>(TensorGroup::RoutedExperts)] = total_experts > 0 && p.placed.size() == total_experts;
   return p;
+}
+
+/// The plan for the hybrid layout with `expert_budget` bytes of GPU memory for routed experts: everything else
+/// that layout keeps on the GPU (attention, routers, shared experts, dense FFN, output head) is placed first and
+/// not charged to the budget, nor is the KV cache (the model sizes it later, for its context); then the experts,
+/// hottest first, as plan_placement places them. Without statistics none is placed.
+inline PlacementPlan plan_routed_experts(const gguf::File& f, const DeepSeekHParams& h, std::uint64_t expert_budget,
+                                         const ExpertStats* stats) {
+  const auto everything = ~std::uint64_t{0};
+  const auto fixed = plan_placement(f, h, everything, nullptr, 0).gpu_bytes;
+  return plan_placement(f, h, expert_budget > everything - fixed ? everything : fixed + expert_budget, stats, 0);
+}
+
+/// One paragraph on a plan's routed experts, for a model that runs them (plan_routed_experts): how many, their
+/// bytes, the traffic they serve by the statistics, and the count per MoE layer.
+inline std::string format_routed_experts(const PlacementPlan& p) {
+  const auto all = static_cast<unsigned long long>((p.layers - p.dense_layers) * p.experts);
+  std::string out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%zu of %llu routed experts on the GPU (%s), hottest first", p.placed.size(), all,
+                bytes_text(p.routed_gpu_bytes()).c_str());
+  out += line;
+  if (!p.has_stats) return out + ": none without router statistics (hmoe-plan --calibrate gathers them)\n";
+  std::snprintf(line, sizeof line, ": %.1f %% of the routed traffic in the statistics; %s of the budget left\n",
+                100.0 * p.gpu_traffic_fraction(), bytes_text(p.bytes_left()).c_str());
+  out += line;
+  out += "  per layer (blk:experts)";
+  for (auto l = static_cast<int>(p.dense_layers); l < p.layers; ++l)
+    out.append(" ").append(std::to_string(l)).append(":").append(std::to_string(p.experts_on_gpu(l)));
+  return out + "\n";
+}
+
+/// "24G", "1.5GiB", "800M", "123456" as bytes (binary units: K, M, G, T, with or without "iB" / "B"); empty for
+/// anything else.
+inline std::optional<std::uint64_t> parse_bytes(std::string_view s) {
+  const std::string text(s);
+  std::size_t used = 0;
+  double v = -1;
+  try {
+    v = std::stod(text, &used);
+  } catch (...) {
+    return std::nullopt;
+  }
+  std::string unit = text.substr(used);
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.ends_with("IB")) unit.resize(unit.size() - 2);
+  else if (unit.size() > 1 && unit.ends_with("B")) unit.pop_back();
+  double scale = 0;
+  if (unit.empty() || unit == "B") scale = 1;
+  else if (unit == "K") scale = 0x1p10;
+  else if (unit == "M") scale = 0x1p20;
+  else if (unit == "G") scale = 0x1p30;
+  else if (unit == "T") scale = 0x1p40;
+  const double bytes = v * scale;
+  if (!(v >= 0) || scale == 0 || !(bytes < 0x1p63)) return std::nullopt;
+  return static_cast<std::uint64_t>(std::llround(bytes));
 }
 
 /// The plan as text: one line per group, the routed experts' totals, the experts on the GPU per layer (compact)

@@ -8,10 +8,12 @@
 #include <concepts>
 #include <cstdint>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "hmoe/cuda/host_memory.hpp"
 #include "hmoe/cuda/rows.hpp"
+#include "hmoe/gpu/expert_groups.hpp"
 #include "hmoe/layer/experts.hpp"
 #include "hmoe/layer/gpu/mlp.hpp"
 
@@ -19,45 +21,46 @@ namespace hmoe {
 
 namespace gpu {
 
+/// out (tokens × hidden, device) += Σ weight · expert(x) over pairs already grouped by expert (group_by_expert):
+/// each used expert's SwiGLU over its gathered rows and the weighted rows added back, one expert after another
+/// (deterministic). `matrices(e)` gives expert e's {gate, up, down} DeviceMatrix. The groups' rows and weights go
+/// to the device through `pinned_rows` / `pinned_weights` (pinned host memory, ≥ g.pairs() each), which must
+/// stay as they are until the stream has copied them.
+template <class Swiglu, class Matrices>
+void run_expert_groups(GpuStep& s, const float* x, std::int64_t tokens, const ExpertGroups& g,
+                       std::int32_t* pinned_rows, float* pinned_weights, std::int64_t hidden, float* out,
+                       Matrices&& matrices) {
+  const auto n = g.pairs();
+  if (n == 0) return;
+  std::copy(g.rows.begin(), g.rows.end(), pinned_rows);
+  std::copy(g.weights.begin(), g.weights.end(), pinned_weights);
+  Scratch::Frame frame(s.scratch);
+  auto* d_rows = frame.take<std::int32_t>(n);
+  auto* d_weights = frame.take<float>(n);
+  cuda::copy_async(d_rows, pinned_rows, static_cast<std::size_t>(n) * sizeof(std::int32_t), s.stream);
+  cuda::copy_async(d_weights, pinned_weights, static_cast<std::size_t>(n) * sizeof(float), s.stream);
+  float* xs = frame.take<float>(tokens * hidden);
+  float* ys = frame.take<float>(tokens * hidden);
+  for (std::size_t e = 0; e + 1 < g.start.size(); ++e) {
+    const auto count = g.count(e);
+    if (count == 0) continue;
+    const auto& [gate, up, down] = matrices(e);
+    cuda::gather_rows(x, d_rows + g.start[e], xs, count, hidden, s.stream);
+    Swiglu::swiglu(s, gate, up, down, xs, count, ys);
+    cuda::scatter_add_rows(ys, d_rows + g.start[e], d_weights + g.start[e], out, count, hidden, s.stream);
+  }
+}
+
 /// out (tokens × hidden, device) += Σ weight · expert(x) for routing arrays on the host (expert[t·k + j],
-/// weight[t·k + j]): tokens grouped by expert (a counting sort, token order kept), then each used expert's SwiGLU
-/// over its gathered rows and the weighted rows added back, one expert after another (deterministic).
-/// `matrices(e)` gives expert e's {gate, up, down} DeviceMatrix. Uses the staging's ids/weights buffers.
+/// weight[t·k + j]): tokens grouped by expert (a counting sort, token order kept), then run_expert_groups,
+/// staged through the staging's ids/weights buffers (the routing may live there itself).
 template <class Swiglu, class Matrices>
 void run_grouped_experts(GpuStep& s, const float* x, std::int64_t tokens, std::int64_t per_token,
                          const std::int32_t* expert, const float* weight, std::int64_t experts, std::int64_t hidden,
                          float* out, Matrices&& matrices) {
-  const auto n = tokens * per_token;
-  std::vector<std::int64_t> start(static_cast<std::size_t>(experts) + 1, 0);
-  for (std::int64_t i = 0; i < n; ++i) ++start[static_cast<std::size_t>(expert[i]) + 1];
-  for (std::size_t e = 0; e < static_cast<std::size_t>(experts); ++e) start[e + 1] += start[e];
-  std::vector<std::int32_t> rows(static_cast<std::size_t>(n));  // the routing may live in the staging itself
-  std::vector<float> weights(static_cast<std::size_t>(n));
-  std::vector<std::int64_t> fill(start.begin(), start.end() - 1);
-  for (std::int64_t i = 0; i < n; ++i) {
-    const auto e = static_cast<std::size_t>(expert[i]);
-    rows[static_cast<std::size_t>(fill[e])] = static_cast<std::int32_t>(i / per_token);
-    weights[static_cast<std::size_t>(fill[e]++)] = weight[i];
-  }
-  auto* host_rows = s.host.ids.as<std::int32_t>();
-  auto* host_weights = s.host.weights.as<float>();
-  std::copy(rows.begin(), rows.end(), host_rows);
-  std::copy(weights.begin(), weights.end(), host_weights);
-  Scratch::Frame frame(s.scratch);
-  auto* d_rows = frame.take<std::int32_t>(n);
-  auto* d_weights = frame.take<float>(n);
-  cuda::copy_async(d_rows, host_rows, static_cast<std::size_t>(n) * sizeof(std::int32_t), s.stream);
-  cuda::copy_async(d_weights, host_weights, static_cast<std::size_t>(n) * sizeof(float), s.stream);
-  float* xs = frame.take<float>(tokens * hidden);
-  float* ys = frame.take<float>(tokens * hidden);
-  for (std::size_t e = 0; e < static_cast<std::size_t>(experts); ++e) {
-    const auto count = start[e + 1] - start[e];
-    if (count == 0) continue;
-    const auto& [gate, up, down] = matrices(e);
-    cuda::gather_rows(x, d_rows + start[e], xs, count, hidden, s.stream);
-    Swiglu::swiglu(s, gate, up, down, xs, count, ys);
-    cuda::scatter_add_rows(ys, d_rows + start[e], d_weights + start[e], out, count, hidden, s.stream);
-  }
+  const auto groups = group_by_expert(expert, weight, tokens, per_token, experts);
+  run_expert_groups<Swiglu>(s, x, tokens, groups, s.host.ids.as<std::int32_t>(), s.host.weights.as<float>(), hidden,
+                            out, std::forward<Matrices>(matrices));
 }
 
 }  // namespace gpu

@@ -1,19 +1,27 @@
 /// \file
 /// \brief `MoeLayer` with its router on the GPU: the routed experts either on the CPU (the hybrid layout: the
 /// normalized hidden states cross PCIe once each way per layer, and the shared experts run on the GPU while the
-/// CPU runs the routed ones) or on the GPU (all-GPU layout).
+/// CPU runs the routed ones) or on the GPU (all-GPU layout). In the hybrid layout some routed experts may also
+/// be resident in GPU memory (gpu/resident_experts.hpp): their pairs run on the GPU while the CPU runs the rest.
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <concepts>
 #include <cstdint>
 #include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "hmoe/cuda/host_memory.hpp"
 #include "hmoe/cuda/rows.hpp"
 #include "hmoe/cuda/stream.hpp"
+#include "hmoe/gpu/expert_groups.hpp"
 #include "hmoe/gpu/expert_offload.hpp"
+#include "hmoe/gpu/resident_experts.hpp"
 #include "hmoe/layer/gpu/experts.hpp"
 #include "hmoe/layer/gpu/mlp.hpp"
 #include "hmoe/layer/gpu/router.hpp"
@@ -38,20 +46,45 @@ class MoeLayer<Router, Routed, Shared> {
     if constexpr (routed_on_cpu) tensors_ = gpu::ExpertTensors(f, h, layer);
   }
 
+  /// The hybrid layout with the routed experts `resident` (ids, checked by check_resident_experts) also in GPU
+  /// memory, as the file stores them (the matrices the offload path views in its staged copy of the layer).
+  MoeLayer(const gguf::File& f, const DeepSeekHParams& h, int layer, std::span<const std::int32_t> resident)
+    requires routed_on_cpu
+      : MoeLayer(f, h, layer) {
+    if (resident.empty()) return;
+    resident_mask_ = gpu::resident_mask(resident, h.experts);
+    resident_.resize(static_cast<std::size_t>(h.experts));
+    for (const auto e : resident)
+      for (std::size_t i = 0; i < 3; ++i) {
+        const auto& p = tensors_.parts[i];
+        resident_[static_cast<std::size_t>(e)][i] = cuda::DeviceMatrix::upload(
+            p.name, p.type, p.rows, p.cols, p.host + static_cast<std::size_t>(e) * p.expert_bytes,
+            p.expert_bytes / static_cast<std::size_t>(p.rows));
+      }
+  }
+
+  /// Whether some routed experts of this (hybrid) layer are resident in GPU memory.
+  bool has_resident_experts() const { return !resident_mask_.empty(); }
+  /// How many.
+  std::int64_t resident_expert_count() const {
+    return std::count(resident_mask_.begin(), resident_mask_.end(), std::uint8_t{1});
+  }
+
   /// The routed experts' tensors in the file (what an ExpertOffload stages for long prompts).
   const gpu::ExpertTensors& expert_tensors() const requires routed_on_cpu { return tensors_; }
 
-  /// Device bytes (the routed experts count only when they are on the GPU).
+  /// Device bytes (the routed experts count when they are on the GPU: all of them, or the resident ones).
   std::size_t bytes() const {
     std::size_t b = router_.bytes() + (shared_ ? shared_->bytes() : 0);
     if constexpr (!routed_on_cpu) b += routed_.bytes();
+    for (const auto& m : resident_) b += m[0].bytes() + m[1].bytes() + m[2].bytes();
     return b;
   }
 
   static std::int64_t scratch_per_token(const DeepSeekHParams& h) {
     std::int64_t b = 2 * h.experts_used + h.hidden + h.experts + 2 * h.expert_ffn * std::max<std::int64_t>(1, h.shared_experts);
     if constexpr (!routed_on_cpu) b += Routed::scratch_per_token(h);
-    else b += 2 * h.experts_used + 2 * h.hidden + 2 * h.expert_ffn;  // finish_on_gpu (grouped experts)
+    else b += 2 * h.experts_used + 3 * h.hidden + 2 * h.expert_ffn;  // grouped experts on the GPU, resident_out
     return b;
   }
 
@@ -60,12 +93,14 @@ class MoeLayer<Router, Routed, Shared> {
     std::int32_t* ids = nullptr;
     float* weights = nullptr;
     float* shared_out = nullptr;  ///< null without shared experts
+    float* resident_out = nullptr;  ///< the resident experts' output; null without them
   };
   Handoff handoff(gpu::Scratch::Frame& frame, std::int64_t tokens) const {
     Handoff h;
     h.ids = frame.take<std::int32_t>(tokens * per_token_);
     h.weights = frame.take<float>(tokens * per_token_);
     if (shared_) h.shared_out = frame.take<float>(tokens * hidden_);
+    if (has_resident_experts()) h.resident_out = frame.take<float>(tokens * hidden_);
     return h;
   }
 
@@ -78,6 +113,7 @@ class MoeLayer<Router, Routed, Shared> {
       if (s.graph) return forward_in_graph(s, x, out, h);
       begin(s, x, h, true);
       s.copied.synchronize();
+      run_gpu_experts(s, x, h);
       run_cpu_experts(s.pool, s.host, s.tokens);
       finish(s, x, h, true, out);
     } else {
@@ -98,6 +134,8 @@ class MoeLayer<Router, Routed, Shared> {
   void begin(gpu::GpuStep& s, const float* x, const Handoff& h, bool shared_now) const
     requires routed_on_cpu
   {
+    // Zero even if run_gpu_experts is skipped: the CPU then runs every pair and finish adds nothing.
+    if (h.resident_out) cuda::fill_zero(h.resident_out, s.tokens * hidden_, s.stream);
     cuda::copy_async(s.host.x.data(), x, static_cast<std::size_t>(s.tokens * hidden_) * sizeof(float), s.stream);
     route_to_host(s, x, h);
     if (shared_ && shared_now) shared_->forward(s, x, h.shared_out);
@@ -127,7 +165,33 @@ class MoeLayer<Router, Routed, Shared> {
     if (shared_) cuda::add_inplace(out, h.shared_out, n * hidden_, s.stream);
   }
 
+  /// Stage 2, GPU part (once s.copied is done, before run_cpu_experts): the pairs routed to resident experts are
+  /// queued on the stream into h.resident_out, then their ids in the staging's routing become -1, so the CPU
+  /// skips them and the GPU computes them while the CPU runs the rest. Does nothing without resident experts.
+  /// Their grouped rows are staged after the routing in the staging's ids/weights buffers (the model reserves
+  /// 2 × tokens × experts_used there).
+  void run_gpu_experts(gpu::GpuStep& s, const float* x, const Handoff& h) const
+    requires routed_on_cpu
+  {
+    if (!has_resident_experts()) return;
+    const auto nk = s.tokens * per_token_;
+    if (s.host.ids.bytes() < static_cast<std::size_t>(2 * nk) * sizeof(std::int32_t) ||
+        s.host.weights.bytes() < static_cast<std::size_t>(2 * nk) * sizeof(float))
+      throw std::logic_error("hmoe: the host staging has no room for the resident experts' rows of " +
+                             std::to_string(s.tokens) + " tokens (the model reserves too little)");
+    auto* ids = s.host.ids.as<std::int32_t>();
+    auto* weights = s.host.weights.as<float>();
+    const auto groups = gpu::group_by_expert(ids, weights, s.tokens, per_token_, tensors_.experts, resident_mask_);
+    gpu::run_expert_groups<Shared>(s, x, s.tokens, groups, ids + nk, weights + nk, hidden_, h.resident_out,
+                                   [&](std::size_t e) {
+                                     const auto& m = resident_[e];
+                                     return std::tie(m[0], m[1], m[2]);
+                                   });
+    gpu::hide_resident_pairs(std::span(ids, static_cast<std::size_t>(nk)), resident_mask_);
+  }
+
   /// Stage 2, CPU: the routed experts over what the staging holds (once s.copied is done); writes host.out.
+  /// Pairs whose id is -1 (resident experts, after run_gpu_experts) are skipped.
   void run_cpu_experts(cpu::ThreadPool& pool, gpu::HostStaging& host, std::int64_t n) const
     requires routed_on_cpu
   {
@@ -137,13 +201,14 @@ class MoeLayer<Router, Routed, Shared> {
                     host.weights.as<const float>(), host_out);
   }
 
-  /// Stage 3, GPU: the CPU experts' output back into out, plus the shared experts (queued here unless begin
-  /// queued them: `shared_ran`).
+  /// Stage 3, GPU: the CPU experts' output back into out, plus the resident experts' and the shared experts'
+  /// (queued here unless begin queued them: `shared_ran`).
   void finish(gpu::GpuStep& s, const float* x, const Handoff& h, bool shared_ran, float* out) const
     requires routed_on_cpu
   {
     const auto n = s.tokens;
     cuda::copy_async(out, s.host.out.data(), static_cast<std::size_t>(n * hidden_) * sizeof(float), s.stream);
+    if (h.resident_out) cuda::add_inplace(out, h.resident_out, n * hidden_, s.stream);
     if (!shared_) return;
     if (!shared_ran) shared_->forward(s, x, h.shared_out);
     cuda::add_inplace(out, h.shared_out, n * hidden_, s.stream);
@@ -174,6 +239,11 @@ class MoeLayer<Router, Routed, Shared> {
   /// Graph capture: stage 1, the CPU experts as a host function on the stream (the graph runs them when the
   /// copies before it are done), stage 3.
   void forward_in_graph(gpu::GpuStep& s, const float* x, float* out, const Handoff& h) const {
+    // Resident experts group their tokens on the host each step, which a captured graph cannot (the model
+    // refuses the combination at load; this is the backstop).
+    if (has_resident_experts())
+      throw std::logic_error("hmoe: a CUDA graph cannot run resident experts (GpuOptions::cuda_graph with "
+                             "GpuOptions::resident_experts)");
     begin(s, x, h, true);
     call_ = {this, &s.host, s.tokens};
     cuda::launch_host_function(s.stream, &MoeLayer::run_host_call, &call_);
@@ -186,6 +256,8 @@ class MoeLayer<Router, Routed, Shared> {
   Routed routed_;
   std::optional<Shared> shared_;
   gpu::ExpertTensors tensors_;  ///< hybrid layout only
+  std::vector<std::uint8_t> resident_mask_;  ///< per expert, 1 = resident on the GPU; empty without any
+  std::vector<std::array<cuda::DeviceMatrix, 3>> resident_;  ///< by expert id: gate, up, down (empty if not resident)
 };
 
 }  // namespace hmoe
