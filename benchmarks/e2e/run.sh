@@ -20,7 +20,7 @@
 # $RESULTS; printed last) and e2e.md (the table, then the raw output). With the TSVs of two separate calls:
 #   python3 benchmarks/e2e/make_table.py table --out e2e.md llama.tsv hmoe.tsv
 #
-# Env: STAGES, BUDGET (570), LIMIT (seconds per program run, 240), THREADS (nproc), JOBS (16), MODEL_DIR (/tmp),
+# Env: STAGES, VARIANTS (see want_variant), BUDGET (570), LIMIT (seconds per program run, 240), THREADS (nproc), JOBS (16), MODEL_DIR (/tmp),
 # HMOE_CUDA_BUILD (/tmp/hmoe-build-cuda), LLAMA_BUILD (build-llama-e2e: inside the repository so that a later
 # call on the same machine finds it), RESULTS (build-e2e-results), REPS (3), CPU_REPS (llama.cpp CPU-only, 3),
 # LLAMA_ARGS (extra llama-bench arguments for every run, e.g. "-lm none"), ROWS (layouts to run, default
@@ -61,6 +61,9 @@ log() { echo "== [$(elapsed) s] $*" >&2; }
 has_stage() { [[ "$stages" == *",$1,"* ]]; }
 rows=",${ROWS:-hybrid,cpu,gpu},"
 want_row() { [[ "$rows" == *",$1,"* ]]; }
+# VARIANTS (optional): only these row variants, a comma list where an empty entry is a layout's main row, e.g.
+# VARIANTS=",context,long prompt" runs the main rows and those two.
+want_variant() { [ -z "${VARIANTS+x}" ] || [[ ",$VARIANTS," == *",$1,"* ]]; }
 # Rows of layouts this call does not run, kept from the stage's previous TSV when ROWS is given.
 kept_rows() {  # tsv
   [ -n "${ROWS:-}" ] && [ -f "$1" ] || return 0
@@ -174,6 +177,7 @@ stage_llama() {
     local layout=$1 variant=$2 need=$3; shift 3
     local args="-m MODEL -t $threads $*${LLAMA_ARGS:+ $LLAMA_ARGS}"
     want_row "$layout" || return 0
+    want_variant "$variant" || return 0
     local t; t=$(( $(left) - 5 )); [ "$t" -gt "$limit" ] && t=$limit
     if [ "$t" -lt "$need" ]; then
       log "skip llama-bench $layout ($t s left, needs ~$need s)"; skip_row llama "$layout" "$variant" "$args" >> "$tsv"; return
@@ -233,6 +237,7 @@ stage_hmoe() {
     local layout=$1 variant=$2 need=$3 r=$4; shift 4
     local args="-m MODEL -t $threads $*"
     want_row "$layout" || return 0
+    want_variant "$variant" || return 0
     local t; t=$(( $(left) - 5 )); [ "$t" -gt "$limit" ] && t=$limit
     if [ "$t" -lt "$need" ]; then
       log "skip hmoe-bench $layout $variant ($t s left, needs ~$need s)"; skip_row hmoe "$layout" "$variant" "$args" >> "$tsv"; return
