@@ -208,6 +208,8 @@ stage_llama() {
   # Decode at 4k / 16k tokens of context (each repetition fills the context first) and an 8k-token prompt.
   [[ "$help" == *"--n-depth"* ]] && llama_run hybrid context 120 -ngl 99 -ot exps=CPU -fa 1 -p 0 -n 64 -d 4096,16384 -r 2
   llama_run hybrid "long prompt" 45 -ngl 99 -ot exps=CPU -fa 1 -p 8192 -n 0 -r 1
+  # Prompts in 2048-token batches (each batch moves the CPU-resident experts to the GPU once).
+  llama_run hybrid "ubatch 2048" 60 -ngl 99 -ot exps=CPU -fa 1 -p 2048,8192 -n 0 -b 2048 -ub 2048 -r 2
   cp "$tsv" "$out/"
 }
 
@@ -268,6 +270,7 @@ stage_hmoe() {
   hmoe_run hybrid "4 of 6 experts per token" 30 2 -p 2048 -n 128 -r 2 --layout hybrid --experts-per-token 4
   hmoe_run hybrid "context" 40 2 -p 0 -n 64 -d 4096,16384 -r 2 --layout hybrid
   hmoe_run hybrid "long prompt" 30 1 -p 8192 -n 0 -r 1 --layout hybrid
+  hmoe_run hybrid "batch 2048" 40 2 -p 2048,8192 -n 0 -r 2 --layout hybrid --batch-tokens 2048
   hmoe_run gpu "" 40 2 -p 512,2048 -n 128 -r 2 --layout gpu
   hmoe_run cpu "" 60 1 -p 512 -n 32 -r 1 --layout cpu
   hmoe_run hybrid cuda-graph 30 2 -p 0 -n 128 -r 2 --layout hybrid --cuda-graph

@@ -40,6 +40,7 @@ struct ModelChoice {
   int micro_batches = 0;             ///< hybrid prompts in this many micro-batches; 0 = the pipeline's (1)
   bool spin = true;                  ///< expert threads poll between layers instead of sleeping
   std::int64_t offload_min = 256;    ///< hybrid: prompt chunks of this many tokens run the experts on the GPU; 0 = never
+  std::int64_t batch_tokens = 512;   ///< GPU layouts: tokens per forward pass (a longer prompt runs in chunks)
   std::string numa = "auto";         ///< auto | on | off: shard the routed experts over NUMA nodes
 
   // Resident experts (hybrid layout; docs/placement.md, "Running a plan").
@@ -101,6 +102,9 @@ inline constexpr const char* model_choice_help =
                       default 1 (measured fastest on the H100 machine, where the CPU experts dominate prefill)
   --expert-offload N  hybrid layout: prompt chunks of at least N tokens (default 256) copy each layer's routed
                       experts to the GPU and run them there, overlapped with the layer before; 0 = never
+  --batch-tokens N    GPU layouts: a prompt runs in chunks of at most N tokens (default 512, like llama.cpp's
+                      -ub). With prompt experts on the GPU every chunk copies all routed experts over PCIe once,
+                      so longer chunks prefill faster; scratch and pinned staging grow with N (vocab floats a token)
   --no-spin           expert threads sleep between layers (default: they poll for 5 ms first; faster, but
                       keeps the cores busy)
   --numa M            shard the CPU's routed experts over NUMA nodes: each node's threads run (and at load
@@ -136,6 +140,7 @@ inline bool parse_model_choice(ModelChoice& c, int argc, char** argv, int& i) {
   else if (a == "--micro-batches") c.micro_batches = std::stoi(value());
   else if (a == "--no-spin") c.spin = false;
   else if (a == "--expert-offload") c.offload_min = std::stoll(value());
+  else if (a == "--batch-tokens") c.batch_tokens = std::stoll(value());
   else if (a == "--gpu-experts-budget") c.gpu_experts_budget = value();
   else if (a == "--expert-stats") c.expert_stats.push_back(value());
   else if (a == "--numa") {
@@ -260,6 +265,7 @@ int with_model(ModelChoice c, gguf::File file, F&& f) {
   o.overrides = overrides_of(c);
   o.micro_batches = c.micro_batches;
   o.expert_offload_min_tokens = c.offload_min;
+  o.max_batch_tokens = c.batch_tokens;
   if (c.layout == "hybrid") o.resident_experts = resident_experts_of(c, file, h);
   if (c.pipeline != "overlap" && c.pipeline != "sequential")
     throw std::invalid_argument("--pipeline must be overlap or sequential, got '" + c.pipeline + "'");
