@@ -310,7 +310,10 @@ class FusedExperts {
     const std::int64_t per_expert = (rows + block - 1) / block;
     // active_ is sorted and shards are contiguous, so node n's active experts are active_[first[n] .. first[n+1]).
     const int nodes = pool.nodes();
-    std::vector<std::int64_t> first(static_cast<std::size_t>(nodes) + 1), tasks(static_cast<std::size_t>(nodes));
+    auto& first = node_first_;  // scratch: no allocation per phase once sized
+    auto& tasks = node_tasks_;
+    first.resize(static_cast<std::size_t>(nodes) + 1);
+    tasks.resize(static_cast<std::size_t>(nodes));
     for (int n = 0; n <= nodes; ++n)
       first[static_cast<std::size_t>(n)] =
           std::lower_bound(active_.begin(), active_.end(), first_expert(n, experts(), nodes)) - active_.begin();
@@ -329,7 +332,7 @@ class FusedExperts {
   std::size_t in_bytes_ = 0, h_bytes_ = 0;
   mutable std::vector<std::int64_t> expert_runs_;  // [node · experts + expert], the test hook
   // Scratch reused between calls (grown, never shrunk).
-  mutable std::vector<std::int64_t> offset_, fill_, slot_of_, slot_token_, active_;
+  mutable std::vector<std::int64_t> offset_, fill_, slot_of_, slot_token_, active_, node_first_, node_tasks_;
   mutable std::vector<std::byte> tok_q_, in_q_, h_q_;
   mutable std::vector<float> gate_, h_, y_;
   mutable std::array<double, 5> phase_seconds_{};

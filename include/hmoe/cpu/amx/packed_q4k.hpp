@@ -50,13 +50,13 @@ class PackedQ4K {
     PackedQ4K p;
     p.rows_ = w.rows;
     p.cols_ = w.cols;
-    p.blocks_ = AlignedBytes(static_cast<std::size_t>(panel_count(w.rows) * nb) * sizeof(Q4KPanelBlock));
+    p.blocks_ = PanelBlocks<Q4KPanelBlock>(panel_count(w.rows), nb);
     for (std::int64_t r = 0; r < w.rows; ++r) {
       const int n = static_cast<int>(r % panel_rows);
       for (std::int64_t b = 0; b < nb; ++b) {
         quant::BlockQ4_K src;
         std::memcpy(&src, w.row(r) + b * sizeof(quant::BlockQ4_K), sizeof src);  // rows may be unaligned
-        Q4KPanelBlock& dst = p.mutable_block(r / panel_rows, b);
+        Q4KPanelBlock& dst = p.blocks_.at(r / panel_rows, b);
         dst.d[n] = quant::fp16_to_fp32(src.d);
         dst.dmin[n] = quant::fp16_to_fp32(src.dmin);
         for (int j = 0; j < 8; ++j) {
@@ -77,16 +77,12 @@ class PackedQ4K {
   std::int64_t blocks() const { return cols_ / quant::qk_k; }  ///< super-blocks per row
 
   const Q4KPanelBlock& block(std::int64_t panel, std::int64_t b) const {
-    return reinterpret_cast<const Q4KPanelBlock*>(blocks_.data())[panel * blocks() + b];
+    return blocks_.at(panel, b);
   }
 
  private:
-  Q4KPanelBlock& mutable_block(std::int64_t panel, std::int64_t b) {
-    return reinterpret_cast<Q4KPanelBlock*>(blocks_.data())[panel * blocks() + b];
-  }
-
   std::int64_t rows_ = 0, cols_ = 0;
-  AlignedBytes blocks_;
+  PanelBlocks<Q4KPanelBlock> blocks_;
 };
 
 /// ggml's Q8_K blocks, cols / 256 of them (292 bytes each; rows need only 4-byte alignment).

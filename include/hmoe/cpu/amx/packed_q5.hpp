@@ -56,7 +56,7 @@ class PackedQ5Blocks {
     PackedQ5Blocks p;
     p.rows_ = w.rows;
     p.cols_ = w.cols;
-    p.blocks_ = AlignedBytes(static_cast<std::size_t>(panel_count(w.rows) * nb) * sizeof(Q5PanelBlock));
+    p.blocks_ = PanelBlocks<Q5PanelBlock>(panel_count(w.rows), nb);
     for (std::int64_t r = 0; r < w.rows; ++r) {
       const int n = static_cast<int>(r % panel_rows);
       for (std::int64_t b = 0; b < nb; ++b) {
@@ -64,7 +64,7 @@ class PackedQ5Blocks {
         std::memcpy(&src, w.row(r) + static_cast<std::size_t>(b) * sizeof src, sizeof src);
         std::uint32_t qh;
         std::memcpy(&qh, src.qh, 4);
-        Q5PanelBlock& dst = p.mutable_block(r / panel_rows, b);
+        Q5PanelBlock& dst = p.blocks_.at(r / panel_rows, b);
         for (int j = 0; j < 4; ++j) std::memcpy(&dst.qs[j][4 * n], &src.qs[4 * j], 4);
         int sum = 0;
         for (int c = 0; c < block_k; ++c) {
@@ -85,7 +85,7 @@ class PackedQ5Blocks {
   std::int64_t blocks() const { return cols_ / block_k; }  ///< 32-blocks per row
 
   const Q5PanelBlock& block(std::int64_t panel, std::int64_t b) const {
-    return reinterpret_cast<const Q5PanelBlock*>(blocks_.data())[panel * blocks() + b];
+    return blocks_.at(panel, b);
   }
 
   /// The signed weight q5 - 16 of row r, column k.
@@ -101,12 +101,8 @@ class PackedQ5Blocks {
   }
 
  private:
-  Q5PanelBlock& mutable_block(std::int64_t panel, std::int64_t b) {
-    return reinterpret_cast<Q5PanelBlock*>(blocks_.data())[panel * blocks() + b];
-  }
-
   std::int64_t rows_ = 0, cols_ = 0;
-  AlignedBytes blocks_;
+  PanelBlocks<Q5PanelBlock> blocks_;
 };
 
 /// ggml's Q8_0 blocks, cols / 32 of them (34 bytes each): the activations of Q5_0 rows, as in avx512's path.

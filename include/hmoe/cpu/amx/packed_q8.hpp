@@ -1,7 +1,8 @@
 /// \file
 /// \brief `PackedQ8Blocks`: Q8_0 or Q5_0 weight rows regrouped into 16-row panels for AMX (the numbers stay
 /// exactly the file's: d * q, Q5_0's q5 - 16 widened to int8), against ggml's Q8_0 activations (the same bytes
-/// as avx512's Q8_0 activation rows).
+/// as avx512's Q8_0 activation rows). Models pack Q5_0 as the 6-bit `PackedQ5Blocks` (fewer bytes for decode);
+/// Q5_0 here is the widened form that one's tile path unpacks to, and the tests' cross-check of it.
 ///
 /// Per panel and 32-column block, one `Q8PanelBlock` (640 bytes): the int8 weights as an 8 x 64 VNNI B tile
 /// (byte 64 g + 4 n + i = q[row n][4 g + i], K = 32 x 16 channels), the 16 rows' f16 scales widened to f32 and
@@ -52,7 +53,7 @@ class PackedQ8Blocks {
     p.rows_ = w.rows;
     p.cols_ = w.cols;
     p.source_ = w.type;
-    p.blocks_ = AlignedBytes(static_cast<std::size_t>(panel_count(w.rows) * nb) * sizeof(Q8PanelBlock));
+    p.blocks_ = PanelBlocks<Q8PanelBlock>(panel_count(w.rows), nb);
     for (std::int64_t r = 0; r < w.rows; ++r) {
       const int n = static_cast<int>(r % panel_rows);
       for (std::int64_t b = 0; b < nb; ++b) {
@@ -77,7 +78,7 @@ class PackedQ8Blocks {
             q[j + 16] = static_cast<std::int8_t>(x1 - 16);
           }
         }
-        Q8PanelBlock& dst = p.mutable_block(r / panel_rows, b);
+        Q8PanelBlock& dst = p.blocks_.at(r / panel_rows, b);
         std::int32_t sum = 0;
         for (int g = 0; g < 8; ++g)
           for (int i = 0; i < 4; ++i) {
@@ -97,7 +98,7 @@ class PackedQ8Blocks {
   GgmlType source_type() const { return source_; }          ///< Q8_0 or Q5_0
 
   const Q8PanelBlock& block(std::int64_t panel, std::int64_t b) const {
-    return reinterpret_cast<const Q8PanelBlock*>(blocks_.data())[panel * blocks() + b];
+    return blocks_.at(panel, b);
   }
 
   /// The int8 weight of row r, column k (Q5_0: q5 - 16).
@@ -108,13 +109,9 @@ class PackedQ8Blocks {
   float scale(std::int64_t r, std::int64_t b) const { return block(r / panel_rows, b).d[r % panel_rows]; }
 
  private:
-  Q8PanelBlock& mutable_block(std::int64_t panel, std::int64_t b) {
-    return reinterpret_cast<Q8PanelBlock*>(blocks_.data())[panel * blocks() + b];
-  }
-
   std::int64_t rows_ = 0, cols_ = 0;
   GgmlType source_ = GgmlType::Q8_0;
-  AlignedBytes blocks_;
+  PanelBlocks<Q8PanelBlock> blocks_;
 };
 
 /// ggml's Q8_0 blocks, cols / 32 of them (34 bytes each; rows need no alignment): avx512's Q8_0 rows.

@@ -62,6 +62,27 @@ class AlignedBytes {
   std::size_t n_ = 0;
 };
 
+/// A packed matrix's blocks, panel-major: `per_panel` blocks of type Block for each 16-row panel, zeroed (rows
+/// past the matrix stay zero).
+template <class Block>
+class PanelBlocks {
+ public:
+  PanelBlocks() = default;
+  PanelBlocks(std::int64_t panels, std::int64_t per_panel)
+      : per_panel_(per_panel), bytes_(static_cast<std::size_t>(panels * per_panel) * sizeof(Block)) {}
+
+  const Block& at(std::int64_t panel, std::int64_t b) const {
+    return reinterpret_cast<const Block*>(bytes_.data())[panel * per_panel_ + b];
+  }
+  Block& at(std::int64_t panel, std::int64_t b) {
+    return reinterpret_cast<Block*>(bytes_.data())[panel * per_panel_ + b];
+  }
+
+ private:
+  std::int64_t per_panel_ = 0;
+  AlignedBytes bytes_;
+};
+
 /// The start of every pack error: the format and the tensor's name.
 inline std::string pack_error(const char* format, const std::string& name, const std::string& what) {
   return std::string("hmoe::cpu::amx::") + format + "::pack: " + name + ": " + what;

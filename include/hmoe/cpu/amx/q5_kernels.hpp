@@ -58,14 +58,8 @@ HMOE_TARGET_AVX512 void q5_vector_block(const PackedQ5Blocks& w, std::int64_t p,
         sum[t] = _mm512_dpbusd_epi32(sum[t], _mm512_xor_si512(vec::broadcast4(a[t] + off + 16 + 4 * j), flip), g.hi);
       }
     }
-    const __m512i bias = vec::shift_left32<7>(vec::int16_to_int32(pb.sum));
-    const __m512 dw = vec::halves_to_float(pb.d);
-    for (int t = 0; t < NT; ++t) {
-      std::uint16_t dh;
-      std::memcpy(&dh, a[t] + off - 2, 2);
-      const __m512 s = _mm512_mul_ps(dw, _mm512_set1_ps(quant::fp16_to_fp32(dh)));
-      acc[t] = _mm512_fmadd_ps(vec::to_float(_mm512_sub_epi32(sum[t], bias)), s, acc[t]);
-    }
+    q8_finish_block<NT>(sum, vec::shift_left32<7>(vec::int16_to_int32(pb.sum)), vec::halves_to_float(pb.d), a,
+                        off - 2, acc);
   }
   for (int t = 0; t < NT; ++t) vec::store_first(y + (t0 + t) * ldy + p * panel_rows, acc[t], n);
 }

@@ -140,6 +140,20 @@ HMOE_TARGET_AMX inline void q8_tile_panel(const Q8PanelBlock* panel, std::int64_
     vec::store_first(y + t * ldy + c0, _mm512_load_ps(acc + t * panel_rows), n);
 }
 
+/// The end of one 32-block for NT tokens: acc[t] += float(sum[t] - bias) * d_w * d_a, where VPDPBUSD summed
+/// (a + 128) * w (so bias = 128 * the row's sum of w) and d_a is token t's f16 Q8_0 scale at a[t] + scale_at.
+template <int NT>
+[[gnu::always_inline]] HMOE_TARGET_AVX512 inline void q8_finish_block(const __m512i* sum, __m512i bias, __m512 dw,
+                                                                      const std::byte* const* a, std::size_t scale_at,
+                                                                      __m512* acc) {
+  for (int t = 0; t < NT; ++t) {
+    std::uint16_t dh;
+    std::memcpy(&dh, a[t] + scale_at, 2);
+    const __m512 s = _mm512_mul_ps(dw, _mm512_set1_ps(quant::fp16_to_fp32(dh)));
+    acc[t] = _mm512_fmadd_ps(vec::to_float(_mm512_sub_epi32(sum[t], bias)), s, acc[t]);
+  }
+}
+
 /// NT (1..4) tokens of one panel: VPDPBUSD on the B tiles, activations + 128 and 128 * sum(q) subtracted.
 template <int NT>
 HMOE_TARGET_AVX512 void q8_vector_block(const PackedQ8Blocks& w, std::int64_t p, const std::byte* act,
@@ -162,13 +176,7 @@ HMOE_TARGET_AVX512 void q8_vector_block(const PackedQ8Blocks& w, std::int64_t p,
       for (int t = 0; t < NT; ++t)
         sum[t] = _mm512_dpbusd_epi32(sum[t], _mm512_xor_si512(vec::broadcast4(a[t] + off + 2 + 4 * g), flip), wrow);
     }
-    const __m512 dw = _mm512_loadu_ps(pb.d);
-    for (int t = 0; t < NT; ++t) {
-      std::uint16_t dh;
-      std::memcpy(&dh, a[t] + off, 2);
-      const __m512 s = _mm512_mul_ps(dw, _mm512_set1_ps(quant::fp16_to_fp32(dh)));
-      acc[t] = _mm512_fmadd_ps(vec::to_float(_mm512_sub_epi32(sum[t], bias)), s, acc[t]);
-    }
+    q8_finish_block<NT>(sum, bias, _mm512_loadu_ps(pb.d), a, off, acc);
   }
   for (int t = 0; t < NT; ++t) vec::store_first(y + (t0 + t) * ldy + p * panel_rows, acc[t], n);
 }
